@@ -1,0 +1,1 @@
+"""Pure renderers: model -> nftables text, wiring plans and every kernel-visible name."""

@@ -1,0 +1,227 @@
+"""The Lab facade: the public API learners, notebooks and teachers' checks use.
+
+Owns the orchestration model -> backend -> probes: every change builds a new Cluster,
+the backend enforces it, and only then does the lab adopt it (so a failed change leaves
+the lab as it was). Returns values; never prints.
+"""
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import replace
+import warnings
+from typing import Any, Mapping
+
+from labkit.errors import LabkitError, ModelError
+from labkit.model import fields
+from labkit.model.cluster import Change, Cluster, pod_ref
+from labkit.model.manifests import Source, load_documents, parse_document
+from labkit.probe.matrix import Matrix
+from labkit.results import ExecResult, ProbeResult
+from labkit.runtime import registry
+from labkit.runtime.base import ProbeRequest
+from labkit.semantics import oracle, reach
+
+log = logging.getLogger(__name__)
+
+
+class LabkitNotice(UserWarning):
+    """Shown once when ``backend="auto"`` falls back to the simulated backend."""
+
+
+class Changes(list):
+    """What an apply/delete/label did, one ``Change`` per object (repr like kubectl's output)."""
+
+    def __repr__(self) -> str:
+        return "\n".join(str(c) for c in self) if self else "(no changes)"
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(repr(self)) + "</pre>"
+
+
+class Lab:
+    """A small Kubernetes-like cluster to experiment with. Use it as a context manager.
+
+    Args:
+        name: the lab's name (lower-case letters, digits, '-'); labels every resource.
+        backend: ``"docker"`` (real containers and kernel rules), ``"sim"`` (the oracle only)
+            or ``"auto"`` (docker when an engine answers, else sim, with a notice).
+            ``LABKIT_BACKEND`` overrides ``"auto"``.
+        nodes: how many nodes (1-8); pods spread across them unless pinned with nodeName.
+
+    Example:
+        >>> with Lab("demo", backend="sim") as lab:
+        ...     _ = lab.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+        ...                    "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 80}]}]}})
+        ...     lab.probe("a", "default/a", port=80).ok
+        True
+    """
+
+    def __init__(self, name: str = "lab", backend: str = "auto", nodes: int = 1, *, seed: int = 0):
+        fields.dns1123_label(name, "name")
+        if len(name) > 20:
+            raise ModelError(f"lab name {name!r} is too long: at most 20 characters")
+        self.name = name
+        self.backend_name, self.notice = registry.choose(backend)
+        if self.backend_name == "sim" and backend == "auto":
+            warnings.warn(self.notice, LabkitNotice, stacklevel=2)
+        self.cluster = Cluster.new(nodes)
+        self.history: list[dict[str, Any]] = []
+        self._backend = registry.create(self.backend_name, seed=seed)
+        self._closed = False
+        try:
+            self._backend.start(name, self.cluster)
+        except BaseException:
+            self._backend.close()
+            raise
+
+    # ------------------------------------------------------------ life cycle
+    def __enter__(self) -> "Lab":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove everything the lab created (containers, links, rules). Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    @property
+    def simulated(self) -> bool:
+        return self._backend.simulated
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LabkitError(f"lab {self.name!r} is closed: create a new Lab")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.cluster.pods)} pods, {len(self.cluster.services)} " \
+            f"services, {len(self.cluster.policies)} policies"
+        sim = " (SIMULATED)" if self.simulated else ""
+        return f"<Lab {self.name!r} on {self.backend_name}{sim}, {self.cluster.node_count} node(s): {state}>"
+
+    def _repr_html_(self) -> str:
+        banner = ("<div style='background:#fff8c5;padding:4px'>Simulated: results come from the oracle, "
+                  f"not from real packets. {html.escape(self.notice)}</div>") if self.simulated else ""
+        return banner + f"<code>{html.escape(repr(self))}</code>"
+
+    # ------------------------------------------------------------ changes
+    def _commit(self, new: Cluster, op: dict[str, Any]) -> None:
+        self._check_open()
+        self._backend.sync(self.cluster, new)
+        self.cluster = new
+        self.history.append(op)
+
+    def apply(self, source: Source) -> Changes:
+        """Create or replace objects from YAML text, a path, a dict or a list of dicts.
+
+        All or nothing: if any document is invalid, the lab is left exactly as it was.
+        """
+        docs = load_documents(source)
+        objects = [parse_document(doc, i) for i, doc in enumerate(docs)]
+        new, changes = self.cluster.applied(objects)
+        self._commit(new, {"op": "apply", "documents": docs})
+        return Changes(changes)
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> Changes:
+        """Delete one object (``kind`` like kubectl: ``networkpolicy``, ``netpol``, ``pod``, ...)."""
+        new, changes = self.cluster.deleted(kind, name, namespace)
+        self._commit(new, {"op": "delete", "kind": kind, "name": name, "namespace": namespace})
+        return Changes(changes)
+
+    def label(self, kind: str, ref: str, labels: Mapping[str, str | None]) -> Changes:
+        """Merge labels into a pod (``"x/b"``) or namespace (``"x"``); a value of None removes the key."""
+        new, changes = self.cluster.labeled(kind, ref, labels)
+        self._commit(new, {"op": "label", "kind": kind, "ref": ref, "labels": dict(labels)})
+        return Changes(changes)
+
+    def replay(self, history: list[dict[str, Any]]) -> None:
+        """Re-run recorded operations (how the CLI restores a lab between commands)."""
+        for op in history:
+            if op["op"] == "apply":
+                self.apply(op["documents"])
+            elif op["op"] == "delete":
+                self.delete(op["kind"], op["name"], op["namespace"])
+            elif op["op"] == "label":
+                self.label(op["kind"], op["ref"], op["labels"])
+            else:
+                raise LabkitError(f"unknown recorded operation {op['op']!r}")
+
+    # ------------------------------------------------------------ looking
+    @property
+    def pods(self) -> list[str]:
+        """Refs of the learner's pods (kube-system not included)."""
+        return self.cluster.user_pods()
+
+    def pod_ip(self, pod: str) -> str:
+        return self.cluster.pod_ips[self.cluster.pod(pod).ref]
+
+    def service_ip(self, service: str) -> str | None:
+        ref = pod_ref(service)
+        if ref not in self.cluster.services:
+            raise ModelError(f"Service {ref!r} not found")
+        return self.cluster.service_ips[ref]
+
+    def probe(self, src: str, dst: str, port: int = 80, protocol: str = "TCP", timeout: float = 1.0) -> ProbeResult:
+        """Try to connect from pod ``src`` to ``dst`` (pod ref ``ns/name``, IP or DNS name)."""
+        self._check_open()
+        src, dst = self.cluster.pod(src).ref, oracle.resolve_destination(self.cluster, dst)
+        fields.port_number(port, "port")
+        fields.protocol(protocol, "protocol")
+        if "/" in dst:  # a pod ref: connect to its IP
+            target = self.pod_ip(dst)
+            result = self._backend.probe(self.cluster, [ProbeRequest(src, target, port, protocol)], timeout)[0]
+            return _renamed(result, dst)
+        return self._backend.probe(self.cluster, [ProbeRequest(src, dst, port, protocol)], timeout)[0]
+
+    def _pods(self, pods: list[str] | None, namespaces: list[str] | None) -> list[str]:
+        if pods is not None:
+            return [self.cluster.pod(p).ref for p in pods]
+        refs = self.pods
+        return [r for r in refs if r.split("/")[0] in namespaces] if namespaces else refs
+
+    def expected(self, port: int = 80, protocol: str = "TCP", pods: list[str] | None = None,
+                 namespaces: list[str] | None = None) -> Matrix:
+        """The oracle's matrix: which pod may open ``port/protocol`` on which pod's IP."""
+        refs = self._pods(pods, namespaces)
+        rows = reach.matrix_rows(self.cluster, refs, port, fields.protocol(protocol, "protocol"))
+        return Matrix(refs, port, protocol, rows, rows, "expected")
+
+    def matrix(self, port: int = 80, protocol: str = "TCP", pods: list[str] | None = None,
+               namespaces: list[str] | None = None, timeout: float = 1.0) -> Matrix:
+        """Probe every ordered pod pair on ``port/protocol``; compare with the oracle."""
+        self._check_open()
+        expected = self.expected(port, protocol, pods, namespaces)
+        if self.simulated:
+            return Matrix(expected.pods, port, protocol, list(expected.expected), expected.expected, "simulated")
+        refs = expected.pods
+        requests = [ProbeRequest(s, self.cluster.pod_ips[d], port, protocol) for s in refs for d in refs]
+        results = self._backend.probe(self.cluster, requests, timeout)
+        observed, cells = [0] * len(refs), {}
+        for k, result in enumerate(results):
+            i, j = divmod(k, len(refs))
+            cells[(refs[i], refs[j])] = _renamed(result, refs[j])
+            if result.ok:
+                observed[i] |= 1 << j
+        return Matrix(refs, port, protocol, observed, expected.expected, "observed", cells)
+
+    def explain(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> oracle.Explanation:
+        """Why ``src`` can or cannot reach ``dst``: the deciding policies and rules, in sentences."""
+        return oracle.explain(self.cluster, src, oracle.resolve_destination(self.cluster, dst), port,
+                              fields.protocol(protocol, "protocol"))
+
+    def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
+        """Run ``argv`` in ``pod`` (its first container unless ``container`` is given)."""
+        self._check_open()
+        return self._backend.exec(self.cluster, self.cluster.pod(pod).ref, list(argv), container)
+
+    def rules(self) -> str:
+        """The nftables ruleset in force in the lab's nodes."""
+        self._check_open()
+        return self._backend.rules(self.cluster)
+
+
+def _renamed(result: ProbeResult, dst: str) -> ProbeResult:
+    return replace(result, dst=dst)

@@ -1,0 +1,63 @@
+"""Deterministic addresses: node pod CIDRs, pod IPs, Service ClusterIPs, node and lab hosts.
+
+Owns the lab's address plan. The same sequence of operations always yields the same
+addresses, so the oracle, the sim backend and the docker backend agree on every IP.
+It never looks at the host's real interfaces.
+"""
+from __future__ import annotations
+
+import ipaddress
+import zlib
+
+POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
+SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
+NODE_FABRIC = ipaddress.ip_network("198.18.0.0/24")
+INTERNET_CIDR = ipaddress.ip_network("203.0.113.0/24")
+INTERNET_HOST_IP = "203.0.113.10"
+DNS_SERVICE_IP = "10.96.0.10"
+FIRST_SERVICE_IP = ipaddress.ip_address("10.96.0.20")
+CLUSTER_DOMAIN = "cluster.local"
+# Deployment pod names use the same alphabet as Kubernetes' rand.SafeEncodeString.
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def node_name(index: int) -> str:
+    """Nodes are ``node-1``, ``node-2``, ... (index starts at 1)."""
+    return f"node-{index}"
+
+
+def node_pod_cidr(index: int) -> ipaddress.IPv4Network:
+    """``node-i`` owns ``10.244.i.0/24``."""
+    return ipaddress.ip_network(f"10.244.{index}.0/24")
+
+
+def node_gateway(index: int) -> str:
+    return str(node_pod_cidr(index).network_address + 1)
+
+
+def node_ip(index: int) -> str:
+    """The node's own address on the lab fabric (where NodePorts answer)."""
+    return str(NODE_FABRIC.network_address + index)
+
+
+def next_free(network: ipaddress.IPv4Network, used: set[str], cursor: str | None,
+              reserved: set[str]) -> str:
+    """The next free host address after ``cursor`` (wrapping), like CNI host-local."""
+    hosts = list(network.hosts())
+    start = 0
+    if cursor is not None:
+        start = hosts.index(ipaddress.ip_address(cursor)) + 1
+    for offset in range(len(hosts)):
+        candidate = str(hosts[(start + offset) % len(hosts)])
+        if candidate not in used and candidate not in reserved:
+            return candidate
+    raise OverflowError(f"no free address left in {network}")
+
+
+def safe_suffix(seed: str, length: int) -> str:
+    """A deterministic string over Kubernetes' safe alphabet (for replica names)."""
+    out, value = [], zlib.crc32(seed.encode())
+    for i in range(length):
+        value = zlib.crc32(f"{seed}:{i}:{value}".encode())
+        out.append(_SAFE[value % len(_SAFE)])
+    return "".join(out)

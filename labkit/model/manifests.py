@@ -1,0 +1,152 @@
+"""Manifests in, model objects out: YAML text, a file or folder, a dict or a list of dicts.
+
+Owns: reading documents, the kinds and apiVersions labkit accepts, ``metadata``, and
+naming the document in every error (``NetworkPolicy x/deny-all: spec...``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Union
+
+import yaml
+
+from labkit.errors import ModelError
+from labkit.model import fields as f
+from labkit.model.objects import Deployment, Namespace, NetworkPolicy, Pod, Service
+from labkit.model.parse_policy import parse_network_policy
+from labkit.model.parse_workloads import parse_deployment, parse_pod_spec, parse_service
+
+Source = Union[str, os.PathLike, dict, Iterable[dict]]
+Object = Union[Namespace, Pod, Deployment, Service, NetworkPolicy]
+
+KINDS = {  # kind -> (apiVersion, namespaced, name rule)
+    "Namespace": ("v1", False, f.dns1123_label),
+    "Pod": ("v1", True, f.dns1123_subdomain),
+    "Service": ("v1", True, f.dns1035_label),
+    "Deployment": ("apps/v1", True, f.dns1123_subdomain),
+    "NetworkPolicy": ("networking.k8s.io/v1", True, f.dns1123_subdomain),
+}
+KIND_ALIASES = {"ns": "Namespace", "namespace": "Namespace", "namespaces": "Namespace",
+                "po": "Pod", "pod": "Pod", "pods": "Pod",
+                "svc": "Service", "service": "Service", "services": "Service",
+                "deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment",
+                "netpol": "NetworkPolicy", "networkpolicy": "NetworkPolicy",
+                "networkpolicies": "NetworkPolicy"}
+
+
+def canonical_kind(kind: str) -> str:
+    """``"netpol"``, ``"networkpolicy"`` or ``"NetworkPolicy"`` -> ``"NetworkPolicy"``."""
+    if kind in KINDS:
+        return kind
+    try:
+        return KIND_ALIASES[kind.lower()]
+    except KeyError:
+        raise ModelError(f"unknown kind {kind!r}: labkit knows {', '.join(KINDS)}") from None
+
+
+def _read_text(text: str, origin: str) -> list[Any]:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ModelError(f"cannot parse YAML{at}: {getattr(exc, 'problem', None) or exc}",
+                         where=origin) from None
+    return docs
+
+
+def _expand_path(path: Path) -> list[Any]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+        return [d for p in files for d in _expand_path(p)]
+    if not path.exists():
+        raise ModelError(f"file {str(path)!r} not found")
+    return _read_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def load_documents(source: Source) -> list[dict]:
+    """Every document in ``source``, as plain dicts (``kind: List`` is flattened)."""
+    if isinstance(source, os.PathLike):
+        raw = _expand_path(Path(source))
+    elif isinstance(source, str):
+        looks_like_path = "\n" not in source and ":" not in source and source.strip()
+        raw = _expand_path(Path(source)) if looks_like_path else _read_text(source, "YAML")
+    elif isinstance(source, dict):
+        raw = [source]
+    else:
+        try:
+            raw = list(source)
+        except TypeError:
+            raise ModelError(f"cannot read manifests from {type(source).__name__}: give YAML text, "
+                             "a path, a dict or a list of dicts") from None
+    docs: list[dict] = []
+    for i, doc in enumerate(raw):
+        if isinstance(doc, dict) and doc.get("kind") == "List":
+            docs.extend(load_documents(list(doc.get("items") or [])))
+        elif not isinstance(doc, dict):
+            raise ModelError(f"document {i + 1} is {type(doc).__name__}, not a Kubernetes object")
+        else:
+            docs.append(doc)
+    return docs
+
+
+def describe(doc: dict, index: int) -> str:
+    """How errors name a document: ``NetworkPolicy x/deny-all`` or ``document 3 (Pod)``."""
+    kind = doc.get("kind") if isinstance(doc.get("kind"), str) else "object"
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    name = meta.get("name")
+    if not isinstance(name, str):
+        return f"document {index + 1} ({kind})"
+    if kind == "Namespace":
+        return f"Namespace {name}"
+    return f"{kind} {meta.get('namespace') or 'default'}/{name}"
+
+
+def parse_document(doc: dict, index: int = 0) -> Object:
+    """One manifest -> one model object; errors name the document and the field."""
+    where = describe(doc, index)
+    try:
+        return _parse(doc)
+    except ModelError as exc:
+        raise exc.located(where) from None
+
+
+def _parse(doc: dict) -> Object:
+    node = f.Node(doc, "")
+    kind = node.string("kind", required=True)
+    if kind not in KINDS:
+        raise ModelError(f"unknown kind {kind!r}: labkit knows {', '.join(KINDS)}", path="kind")
+    api_version, namespaced, name_rule = KINDS[kind]
+    got_version = node.string("apiVersion", required=True)
+    if got_version != api_version:
+        raise ModelError(f"{kind} needs apiVersion {api_version!r}, not {got_version!r}", path="apiVersion")
+    node.allow(("apiVersion", "kind", "metadata", "spec"), ("status",))
+    meta = node.node("metadata", required=True)
+    meta.allow(("name", "namespace", "labels"),
+               ("annotations", "uid", "resourceVersion", "creationTimestamp", "generation",
+                "managedFields"))
+    name = name_rule(meta.require("name"), meta.at("name"))
+    labels = f.labels(meta.get("labels"), meta.at("labels"))
+    if not namespaced:
+        if "namespace" in meta.data:
+            raise ModelError("a Namespace is not namespaced: remove metadata.namespace", path="metadata.namespace")
+        if "spec" in doc and doc["spec"] not in (None, {}):
+            f.Node(doc["spec"], "spec").allow((), ("finalizers",))
+        labels["kubernetes.io/metadata.name"] = name
+        return Namespace(name, labels)
+    namespace = f.dns1123_label(meta.get("namespace", "default"), meta.at("namespace"))
+    if kind == "Pod":
+        return Pod(namespace, name, labels, parse_pod_spec(node.require("spec"), "spec"))
+    if kind == "Deployment":
+        return parse_deployment(doc, namespace, name, labels)
+    if kind == "Service":
+        if doc.get("spec") is None:
+            raise ModelError("required field is missing", path="spec")
+        return parse_service(doc, namespace, name, labels)
+    return parse_network_policy(doc, namespace, name, labels)
+
+
+def parse(source: Source) -> list[Object]:
+    """Parse every document of ``source``; the first invalid one raises ``ModelError``."""
+    return [parse_document(doc, i) for i, doc in enumerate(load_documents(source))]

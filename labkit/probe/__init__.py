@@ -1,0 +1,1 @@
+"""How reachability is measured and reported: matrices, observed versus expected."""

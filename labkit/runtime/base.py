@@ -1,0 +1,60 @@
+"""The one documented backend interface every runtime implements.
+
+Owns the contract between the ``Lab`` facade and a backend: bring a lab up, make the
+world match a new ``Cluster``, run probes and commands, show rules, close. It contains no
+backend-specific code.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from labkit.model.cluster import Cluster
+from labkit.results import ExecResult, ProbeResult
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """Connect from pod ``src`` to ``dst`` (an IP or a DNS name) on ``port``/``protocol``."""
+
+    src: str
+    dst: str
+    port: int
+    protocol: str = "TCP"
+
+
+class Backend(ABC):
+    """A place where a lab runs. Methods raise ``BackendError`` subclasses on failure."""
+
+    name: str = "abstract"
+    simulated: bool = False
+
+    @abstractmethod
+    def start(self, lab: str, cluster: Cluster) -> None:
+        """Create the lab's nodes and system pods for ``cluster`` (labelled with ``lab``)."""
+
+    @abstractmethod
+    def sync(self, old: Cluster, new: Cluster) -> None:
+        """Make the running lab match ``new``; return only once it is enforced.
+
+        On failure the backend restores ``old`` (as far as it can) and raises."""
+
+    @abstractmethod
+    def probe(self, cluster: Cluster, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
+        """Run ``requests`` (in parallel where the backend can) and return one result each, in order."""
+
+    @abstractmethod
+    def exec(self, cluster: Cluster, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
+        """Run ``argv`` in a container of ``pod``."""
+
+    @abstractmethod
+    def rules(self, cluster: Cluster) -> str:
+        """The nftables ruleset in force (or, when simulated, the one that would be)."""
+
+    def not_ready(self, cluster: Cluster) -> set[str]:
+        """Pods whose readiness probe fails now (the sim backend: none)."""
+        return set()
+
+    @abstractmethod
+    def close(self) -> None:
+        """Remove everything the lab created. Safe to call twice."""

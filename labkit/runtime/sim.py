@@ -1,0 +1,50 @@
+"""The sim backend: answers from the oracle alone, for machines without a Docker engine.
+
+Owns nothing but a seeded random choice among endpoints (so Services still spread
+load); every result it returns says ``simulated``. It never touches the host.
+"""
+from __future__ import annotations
+
+import random
+
+from labkit.errors import BackendUnavailable
+from labkit.model.cluster import Cluster
+from labkit.results import ExecResult, ProbeResult
+from labkit.runtime.base import Backend, ProbeRequest
+from labkit.semantics.oracle import explain
+
+
+class SimBackend(Backend):
+    name = "sim"
+    simulated = True
+
+    def __init__(self, seed: int = 0):
+        self._random = random.Random(seed)
+
+    def start(self, lab: str, cluster: Cluster) -> None:
+        self.lab = lab
+
+    def sync(self, old: Cluster, new: Cluster) -> None:
+        return None
+
+    def probe(self, cluster: Cluster, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
+        results = []
+        for r in requests:
+            ex = explain(cluster, r.src, r.dst, r.port, r.protocol)
+            # A client reaches one endpoint: the load balancer picks it at random.
+            outcome = self._random.choice(ex.outcomes)
+            results.append(ProbeResult(outcome.allowed, None, outcome.answered_by,
+                                       None if outcome.allowed else outcome.error, True,
+                                       ex.src, r.dst, r.port, r.protocol))
+        return results
+
+    def exec(self, cluster: Cluster, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
+        raise BackendUnavailable("the sim backend has no processes to run commands in: "
+                                 "use backend='docker' (see `labkit doctor`) to exec in pods")
+
+    def rules(self, cluster: Cluster) -> str:
+        raise BackendUnavailable("the sim backend applies no kernel rules yet: use backend='docker' "
+                                 "to see the nftables ruleset")
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,186 @@
+"""The oracle: should this connection work, and why? Answered from the model alone.
+
+Owns the path of one connection as Kubernetes defines it: name resolution (subject to
+the source's DNS egress), Service VIP to ready endpoint (targetPort per pod), the lab's
+internet host, the fence for anything else, then egress of the source and ingress of the
+destination. Every verdict carries sentences naming the deciding policy and rule.
+"""
+from __future__ import annotations
+
+import html
+import ipaddress
+from dataclasses import dataclass, field
+
+from labkit.model import addressing as addr
+from labkit.model.cluster import Cluster, pod_ref
+from labkit.model.objects import Pod
+from labkit.semantics import policy as pol
+from labkit.semantics import services as svc
+
+INTERNET_PORTS = {(80, "TCP"), (443, "TCP"), (80, "UDP"), (443, "UDP")}
+DNS_POD = "kube-system/coredns"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One way the connection can go: to an endpoint pod (or a host), allowed or not."""
+
+    allowed: bool
+    answered_by: str | None
+    reasons: tuple[str, ...]
+    error: str | None = None  # what a client would see: "connection refused", "timed out", ...
+    decisions: tuple[pol.Decision, ...] = ()
+
+
+@dataclass
+class Explanation:
+    """The oracle's verdict for ``src -> dst`` on ``port/protocol``; ``str()`` reads as sentences."""
+
+    src: str
+    dst: str
+    port: int
+    protocol: str
+    allowed: bool
+    reasons: list[str]
+    outcomes: list[Outcome] = field(default_factory=list)
+    chains: list[str] = field(default_factory=list)  # filled by a real backend: nft chains that decided
+
+    @property
+    def may_answer(self) -> list[str]:
+        """Pods (or hosts) that may answer: with several endpoints the load balancer picks one."""
+        return [o.answered_by for o in self.outcomes if o.allowed and o.answered_by]
+
+    def __str__(self) -> str:
+        verdict = "allowed" if self.allowed else "denied"
+        head = f"{self.src} -> {self.dst} on {self.port}/{self.protocol}: {verdict}."
+        return "\n".join([head] + [f"  - {r}." for r in self.reasons])
+
+    def __repr__(self) -> str:
+        return f"<Explanation {self.src} -> {self.dst} {self.port}/{self.protocol}: " \
+               f"{'allowed' if self.allowed else 'denied'}>"
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.allowed else "#cf222e"
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in self.reasons)
+        return (f"<div><b style='color:{colour}'>{'ALLOWED' if self.allowed else 'DENIED'}</b> "
+                f"<code>{html.escape(self.src)} &rarr; {html.escape(self.dst)}</code> on "
+                f"{self.port}/{self.protocol}<ul>{items}</ul></div>")
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def explain(cluster: Cluster, src: str, dst: str, port: int, protocol: str = "TCP") -> Explanation:
+    """Explain whether pod ``src`` can open ``port/protocol`` on ``dst`` (pod ref, IP or DNS name)."""
+    source = cluster.pod(src)
+    reasons: list[str] = []
+    if is_ip(dst):
+        ips = [dst]
+    elif "/" in dst:
+        target = cluster.pod(dst)
+        ips = [cluster.pod_ips[target.ref]]
+        reasons.append(f"{target.ref} has IP {ips[0]}")
+    else:
+        dns = dns_outcome(cluster, source)
+        if not dns.allowed:
+            return _result(source, dst, port, protocol, reasons, [Outcome(
+                False, None, (f"{source.ref} cannot resolve {dst!r}: its DNS query to kube-dns "
+                              f"({addr.DNS_SERVICE_IP}:53/UDP) is blocked, because {dns.reasons[-1]}",),
+                "DNS lookup timed out")])
+        res = svc.resolve(cluster, source.namespace, dst)
+        if not res.ips:
+            return _result(source, dst, port, protocol, reasons, [Outcome(
+                False, None, (f"the name {dst!r} does not exist in cluster DNS (tried "
+                              f"{', '.join(res.tried)}): NXDOMAIN",), f"NXDOMAIN {dst}")])
+        ips = list(res.ips)
+        reasons.append(f"{dst!r} resolves to {', '.join(ips)} (as {res.fqdn})")
+    outcomes = [o for ip in ips for o in to_ip(cluster, source, ip, port, protocol)]
+    return _result(source, dst, port, protocol, reasons, outcomes)
+
+
+def _result(source: Pod, dst: str, port: int, protocol: str, reasons: list[str],
+            outcomes: list[Outcome]) -> Explanation:
+    allowed = [o for o in outcomes if o.allowed]
+    if len(outcomes) > 1 and allowed and len(allowed) < len(outcomes):
+        reasons.append(f"{len(allowed)} of {len(outcomes)} endpoints allow it, so the result depends on "
+                       "which endpoint the load balancer picks")
+    for o in outcomes:
+        reasons.extend(o.reasons)
+    return Explanation(source.ref, dst, port, protocol, bool(allowed), reasons, outcomes)
+
+
+def dns_outcome(cluster: Cluster, source: Pod) -> Outcome:
+    """Can ``source`` reach cluster DNS (kube-dns, 53/UDP)? DNS obeys egress policy too."""
+    if source.ref == DNS_POD:
+        return Outcome(True, DNS_POD, ("the DNS pod resolves names itself",))
+    return to_ip(cluster, source, addr.DNS_SERVICE_IP, 53, "UDP")[0]
+
+
+def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> list[Outcome]:
+    """Outcomes of a connection from ``source`` to address ``ip`` (Service VIP, pod, host)."""
+    service = svc.service_by_ip(cluster, ip)
+    if service is not None:
+        sport = svc.service_port(service, port, protocol)
+        if sport is None:
+            return [Outcome(False, None, (f"{ip} is the ClusterIP of Service {service.ref}, which has no port "
+                                          f"{port}/{protocol}: the connection is rejected",), "connection refused")]
+        eps = svc.ready_endpoints(cluster, service, sport)
+        if not eps:
+            return [Outcome(False, None, (f"{ip} is the ClusterIP of Service {service.ref}, which has no ready "
+                                          f"endpoints for port {port}/{protocol}: the connection is rejected",),
+                            "connection refused")]
+        head = (f"{ip}:{port}/{protocol} is Service {service.ref}; it sends to "
+                f"{', '.join(f'{e.pod} ({e.ip}:{e.port})' for e in eps)}")
+        return [_prefixed(head, to_pod(cluster, source, cluster.pods[e.pod], e.port, protocol)) for e in eps]
+    owner = cluster.pod_by_ip().get(ip)
+    if owner is not None:
+        return [to_pod(cluster, source, cluster.pods[owner], port, protocol)]
+    if ip == addr.INTERNET_HOST_IP:
+        return [_to_internet(cluster, source, ip, port, protocol)]
+    return [Outcome(False, None, (f"{ip} is outside the lab: the fence drops every packet that would leave it",),
+                    "timed out")]
+
+
+def _prefixed(head: str, outcome: Outcome) -> Outcome:
+    return Outcome(outcome.allowed, outcome.answered_by, (head,) + outcome.reasons, outcome.error,
+                   outcome.decisions)
+
+
+def _to_internet(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> Outcome:
+    eg = pol.egress(cluster, source, None, ip, port, protocol)
+    if not eg.allowed:
+        return Outcome(False, None, (eg.reason,), "timed out", (eg,))
+    if (port, protocol) not in INTERNET_PORTS:
+        return Outcome(False, None, (f"the lab's internet host {ip} does not listen on {port}/{protocol}",),
+                       "connection refused", (eg,))
+    return Outcome(True, "internet", (eg.reason, f"the lab's internet host {ip} answers"), None, (eg,))
+
+
+def to_pod(cluster: Cluster, source: Pod, target: Pod, port: int, protocol: str) -> Outcome:
+    """A connection from ``source`` to ``target``'s IP on ``port/protocol`` (after any DNAT)."""
+    if not any(p.container_port == port and p.protocol == protocol for p in target.spec.ports()):
+        return Outcome(False, None, (f"nothing in {target.ref} listens on {port}/{protocol} (its containerPorts: "
+                                     f"{_ports(target) or 'none'}), so the connection is refused",),
+                       "connection refused")
+    if target.ref == source.ref:
+        return Outcome(True, target.ref, (f"a pod can always reach itself ({target.ref})",))
+    ip = cluster.pod_ips[target.ref]
+    eg = pol.egress(cluster, source, target, ip, port, protocol)
+    ing = pol.ingress(cluster, target, source, cluster.pod_ips[source.ref], port, protocol)
+    ok = eg.allowed and ing.allowed
+    return Outcome(ok, target.ref if ok else None, (eg.reason, ing.reason), None if ok else "timed out", (eg, ing))
+
+
+def _ports(pod: Pod) -> str:
+    return ", ".join(f"{p.container_port}/{p.protocol}" + (f" ({p.name})" if p.name else "")
+                     for p in pod.spec.ports())
+
+
+def resolve_destination(cluster: Cluster, dst: str) -> str:
+    """Normalise a pod-ref destination (``"x/b"``) and leave IPs and names alone."""
+    return pod_ref(dst) if "/" in dst and not is_ip(dst) else dst
