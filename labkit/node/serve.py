@@ -1,0 +1,179 @@
+"""``serve``: the default app of a pod (like agnhost serve-hostname).
+
+``python3 -m labkit.node serve --name NS/POD --port 80/TCP --port 53/UDP [--bind ADDR]``
+listens on every given port/protocol (one thread each) and answers with ``NS/POD\\n``:
+TCP and SCTP send it after reading one line (or 0.3 s of silence), or an HTTP/1.0 200
+response when that line is an HTTP request line; UDP answers every datagram. A port that
+cannot be opened (bind error, no SCTP in the kernel) is reported on stderr and the others
+keep serving. SIGTERM/SIGINT end the process promptly. Nothing is written to stdout.
+"""
+
+import argparse
+import errno
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+
+READ_TIMEOUT = 0.3
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+IPPROTO_SCTP = getattr(socket, "IPPROTO_SCTP", 132)
+_NO_SCTP = (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT)
+_HTTP_LINE = re.compile(rb"^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|TRACE|CONNECT) \S+")
+
+
+def parse_port(spec):
+    """'80/TCP' -> (80, 'TCP'); protocol defaults to TCP; raises ValueError."""
+    text = str(spec).strip()
+    port_text, _, proto = text.partition("/")
+    proto = (proto or "TCP").upper()
+    if proto not in PROTOCOLS:
+        raise ValueError("bad port %r: protocol must be TCP, UDP or SCTP" % text)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("bad port %r: port must be a number 1-65535" % text)
+    return int(port_text), proto
+
+
+def _log(message):
+    sys.stderr.write("labkit serve: %s\n" % message)
+    sys.stderr.flush()
+
+
+def _read_line(conn, deadline, limit=4096):
+    """Read until a newline, EOF, ``limit`` bytes or ``deadline``; returns bytes."""
+    data = b""
+    while b"\n" not in data and len(data) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        conn.settimeout(left)
+        try:
+            chunk = conn.recv(limit - len(data))
+        except (socket.timeout, OSError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def http_response(body, head=False):
+    header = ("HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)).encode()
+    return header if head else header + body
+
+
+def answer_stream(conn, body):
+    """Serve one accepted TCP/SCTP connection."""
+    try:
+        data = _read_line(conn, time.monotonic() + READ_TIMEOUT)
+        match = _HTTP_LINE.match(data)
+        if match:
+            deadline = time.monotonic() + READ_TIMEOUT
+            while b"\r\n\r\n" not in data and b"\n\n" not in data and len(data) < 65536:
+                more = _read_line(conn, deadline)
+                if not more:
+                    break
+                data += more
+            reply = http_response(body, head=match.group(1) == b"HEAD")
+        else:
+            reply = body
+        conn.settimeout(READ_TIMEOUT)
+        conn.sendall(reply)
+        conn.shutdown(socket.SHUT_WR)
+        # Drain what the client still sends so close() does not turn into a reset.
+        _read_line(conn, time.monotonic() + 0.2, limit=65536)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _stream_loop(sock, body):
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            time.sleep(0.05)
+            continue
+        threading.Thread(target=answer_stream, args=(conn, body), daemon=True).start()
+
+
+def _udp_loop(sock, body):
+    while True:
+        try:
+            _, peer = sock.recvfrom(65535)
+            sock.sendto(body, peer)
+        except OSError:
+            continue
+
+
+def open_listener(bind, port, proto):
+    """Bound (and listening) socket for port/proto; raises OSError."""
+    if proto == "UDP":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM,
+                             IPPROTO_SCTP if proto == "SCTP" else 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((bind, port))
+        if proto != "UDP":
+            sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def start(name, ports, bind="0.0.0.0"):
+    """Open every port and start its thread; returns the list of 'port/PROTO' served."""
+    body = ("%s\n" % name).encode()
+    served = []
+    for port, proto in ports:
+        label = "%d/%s" % (port, proto)
+        try:
+            sock = open_listener(bind, port, proto)
+        except OSError as exc:
+            if proto == "SCTP" and exc.errno in _NO_SCTP:
+                _log("SCTP not supported by this kernel; not serving %s" % label)
+            else:
+                _log("cannot listen on %s: %s" % (label, exc.strerror or exc))
+            continue
+        loop = _udp_loop if proto == "UDP" else _stream_loop
+        threading.Thread(target=loop, args=(sock, body), name="serve-" + label,
+                         daemon=True).start()
+        served.append(label)
+    return served
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a ValueError becomes exit 2 + JSON in __main__
+        raise ValueError("serve: %s" % message)
+
+
+def main(argv):
+    parser = _Parser(prog="python3 -m labkit.node serve")
+    parser.add_argument("--name", required=True, help="answer text, e.g. NS/POD")
+    parser.add_argument("--port", action="append", default=[], help="PORT[/PROTO]")
+    parser.add_argument("--bind", default="0.0.0.0", help="address to listen on")
+    args = parser.parse_args(argv)
+    ports = []
+    for spec in args.port:
+        parsed = parse_port(spec)  # ValueError -> exit 2 in __main__
+        if parsed not in ports:
+            ports.append(parsed)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    served = start(args.name, ports, args.bind)
+    _log("%s serving %s" % (args.name, ", ".join(served) if served else "no ports"))
+    while not stop.wait(0.5):
+        pass
+    return 0
