@@ -1,0 +1,245 @@
+"""The ``labkit`` command (also ``python -m labkit``): labs from the shell.
+
+Owns argument parsing and the text/JSON presentation of results; every action goes
+through the public ``Lab`` API. Labs started with ``up`` are kept in ``labkit.store``
+and rebuilt for each command; ``-f`` on a query command uses a throw-away lab instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from labkit import __version__, store
+from labkit.errors import LabkitError, ModelError
+from labkit.lab import Lab, LabkitNotice
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text.rstrip("\n") + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text.rstrip("\n") + "\n")
+
+
+def _labels(pairs: Sequence[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for pair in pairs:
+        if pair.endswith("-") and "=" not in pair:
+            out[pair[:-1]] = None
+        elif "=" in pair:
+            key, value = pair.split("=", 1)
+            out[key] = value
+        else:
+            raise ModelError(f"label {pair!r}: write key=value to set, key- to remove")
+    return out
+
+
+def _open(args: argparse.Namespace) -> tuple[Lab, bool]:
+    """The lab a command works on: throw-away from ``-f`` files, else the stored one."""
+    files = getattr(args, "file", None)
+    if files:
+        lab = Lab(args.lab, backend=args.backend, nodes=args.nodes)
+        try:
+            for f in files:
+                lab.apply(f)
+        except BaseException:
+            lab.close()
+            raise
+        return lab, False
+    state = store.load(args.lab)
+    lab = Lab(args.lab, backend=state["backend"], nodes=state["nodes"])
+    try:
+        lab.replay(state["history"])
+    except BaseException:
+        lab.close()
+        raise
+    return lab, True
+
+
+def _save(lab: Lab) -> None:
+    store.save(lab.name, lab.backend_name, lab.cluster.node_count, lab.history)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    lab = Lab(args.lab, backend=args.backend, nodes=args.nodes)
+    with lab:
+        for f in args.file or []:
+            _out(repr(lab.apply(f)))
+        _save(lab)
+        _out(f"lab {lab.name!r} is up on {lab.backend_name}" + (" (SIMULATED)" if lab.simulated else ""))
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    lab, _ = _open(argparse.Namespace(**{**vars(args), "file": None}))
+    with lab:
+        for f in args.file:
+            _out(repr(lab.apply(f)))
+        _save(lab)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    lab, _ = _open(argparse.Namespace(**{**vars(args), "file": None}))
+    with lab:
+        _out(repr(lab.delete(args.kind, args.name, args.namespace)))
+        _save(lab)
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    lab, _ = _open(argparse.Namespace(**{**vars(args), "file": None}))
+    with lab:
+        _out(repr(lab.label(args.kind, args.ref, _labels(args.labels))))
+        _save(lab)
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    lab, _ = _open(args)
+    with lab:
+        m = lab.matrix(args.port, args.protocol, namespaces=args.namespace or None)
+        _out(json.dumps(m.to_dict(), indent=2) if args.json else repr(m))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    lab, _ = _open(args)
+    with lab:
+        ex = lab.explain(args.src, args.dst, args.port, args.protocol)
+        _out(json.dumps({"allowed": ex.allowed, "reasons": ex.reasons, "may_answer": ex.may_answer}, indent=2)
+             if args.json else str(ex))
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    lab, _ = _open(args)
+    with lab:
+        result = lab.probe(args.src, args.dst, args.port, args.protocol, timeout=args.timeout)
+        _out(json.dumps(asdict(result), indent=2) if args.json else repr(result))
+    return 0 if result.ok else 1
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    lab, _ = _open(args)
+    with lab:
+        _out(lab.rules())
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    targets = store.names() if args.all else [args.lab]
+    for name in targets:
+        _out(f"lab {name!r} removed" if store.remove(name) else f"lab {name!r} was not up")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from labkit.doctor import checks  # noqa: PLC0415 - only this command needs it
+    results = checks()
+    if args.json:
+        _out(json.dumps([asdict(c) for c in results], indent=2))
+    else:
+        for c in results:
+            _out(f"[{'ok' if c.ok else '--'}] {c.name}: {c.detail}")
+    return 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from labkit.launch import copy_notebooks  # noqa: PLC0415
+    copied, kept = copy_notebooks(Path(args.dest).expanduser(), force=args.force)
+    for path in copied:
+        _out(f"copied {path}")
+    for path in kept:
+        _out(f"kept {path} (yours; --force overwrites)")
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from labkit.launch import copy_notebooks, jupyter_lab  # noqa: PLC0415
+    from labkit.runtime.registry import choose  # noqa: PLC0415
+    dest = Path(args.dir).expanduser()
+    copy_notebooks(dest)
+    _err(f"notebooks in {dest}; {choose('auto')[1]}")
+    return jupyter_lab(dest, args.jupyter_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labkit", description="Learn Kubernetes networking hands-on.")
+    p.add_argument("--version", action="version", version=f"labkit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--lab", default="lab", help="lab name (default: lab)")
+    common.add_argument("--backend", default="auto", choices=("auto", "docker", "sim"))
+    common.add_argument("--nodes", type=int, default=1, help="number of nodes for a new lab")
+    common.add_argument("--json", action="store_true", help="print data as JSON")
+    files = argparse.ArgumentParser(add_help=False)
+    files.add_argument("-f", "--file", action="append", help="manifest file or folder (repeatable)")
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument("--port", type=int, default=80)
+    conn.add_argument("--protocol", default="TCP", type=str.upper, choices=("TCP", "UDP", "SCTP"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_, parents=()):
+        sp = sub.add_parser(name, help=help_, parents=[common, *parents])
+        sp.set_defaults(func=func)
+        return sp
+
+    add("up", cmd_up, "start a lab and apply manifests", [files])
+    sp = add("apply", cmd_apply, "apply manifests to the running lab")
+    sp.add_argument("-f", "--file", action="append", required=True)
+    sp = add("delete", cmd_delete, "delete an object: labkit delete netpol deny-all -n x")
+    sp.add_argument("kind")
+    sp.add_argument("name")
+    sp.add_argument("-n", "--namespace", default="default")
+    sp = add("label", cmd_label, "label a pod or namespace: labkit label pod x/a role=db tier-")
+    sp.add_argument("kind", choices=("pod", "namespace", "ns"))
+    sp.add_argument("ref")
+    sp.add_argument("labels", nargs="+")
+    sp = add("matrix", cmd_matrix, "reachability matrix of every pod pair", [files, conn])
+    sp.add_argument("--namespace", action="append", help="only pods of this namespace (repeatable)")
+    for name, func, help_ in (("explain", cmd_explain, "why SRC can or cannot reach DST"),
+                              ("probe", cmd_probe, "connect from SRC to DST once")):
+        sp = add(name, func, help_, [files, conn])
+        sp.add_argument("src")
+        sp.add_argument("dst")
+        if name == "probe":
+            sp.add_argument("--timeout", type=float, default=1.0)
+    add("rules", cmd_rules, "the nftables rules in force", [files])
+    sp = add("down", cmd_down, "remove a lab (--all: every lab)")
+    sp.add_argument("--all", action="store_true")
+    add("doctor", cmd_doctor, "what this machine offers labkit")
+    sp = sub.add_parser("notebooks", help="copy the course notebooks to DEST (never overwrites)")
+    sp.add_argument("dest")
+    sp.add_argument("--force", action="store_true", help="overwrite notebooks already in DEST")
+    sp.set_defaults(func=cmd_notebooks)
+    sp = sub.add_parser("lab", help="open JupyterLab on a working copy of the notebooks")
+    sp.add_argument("--dir", default=os.environ.get("LABKIT_NOTEBOOKS", "~/labkit-notebooks"))
+    sp.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    sp.set_defaults(func=cmd_lab)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LabkitNotice)
+        shown = warnings.showwarning
+        warnings.showwarning = lambda message, category, *rest, **kw: (
+            _err(f"notice: {message}") if issubclass(category, LabkitNotice) else shown(message, category, *rest, **kw))
+        try:
+            return args.func(args)
+        except LabkitError as exc:
+            _err(f"error: {exc}")
+            return 1
+        except KeyboardInterrupt:
+            _err("interrupted")
+            return 130
+        finally:
+            warnings.showwarning = shown

@@ -1,0 +1,62 @@
+"""Start the course: copy the notebooks to a working folder and open JupyterLab on it.
+
+Owns where the notebooks come from (inside the installed package, or ``notebooks/`` of a
+clone) and the rule that a learner's edited notebooks are never overwritten.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+from labkit.errors import LabkitError
+
+DEFAULT_DIR = Path.home() / "labkit-notebooks"
+
+
+def notebooks_source() -> Path:
+    packaged = resources.files("labkit") / "notebooks"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    clone = Path(__file__).resolve().parent.parent / "notebooks"
+    if clone.is_dir():
+        return clone
+    raise LabkitError("the labkit notebooks are missing from this installation: reinstall k8s-labkit")
+
+
+def copy_notebooks(dest: Path, force: bool = False) -> tuple[list[Path], list[Path]]:
+    """Copy every notebook to ``dest``; returns (copied, kept). Existing files are kept unless ``force``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copied, kept = [], []
+    for src in sorted(notebooks_source().glob("*.ipynb")):
+        target = dest / src.name
+        if target.exists() and not force:
+            kept.append(target)
+            continue
+        shutil.copyfile(src, target)
+        copied.append(target)
+    return copied, kept
+
+
+def settings_dir(dest: Path) -> Path:
+    """JupyterLab user settings with classroom defaults (no news or update pop-ups)."""
+    root = dest / ".labkit" / "user-settings"
+    plugin = root / "@jupyterlab" / "apputils-extension"
+    plugin.mkdir(parents=True, exist_ok=True)
+    settings = plugin / "notification.jupyterlab-settings"
+    if not settings.exists():  # the learner may change it later; keep their choice
+        settings.write_text('{"fetchNews": "false", "checkForUpdates": false}\n', encoding="utf-8")
+    return root
+
+
+def jupyter_lab(dest: Path, extra: list[str]) -> int:
+    try:
+        import jupyterlab  # noqa: F401,PLC0415 - only to give a clear error
+    except ImportError:
+        raise LabkitError("JupyterLab is not installed: pip install 'k8s-labkit[lab]' (or use ./dev lab)") from None
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings_dir(dest)))
+    argv = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={dest}", *extra]
+    return subprocess.call(argv, env=env)
