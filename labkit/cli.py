@@ -171,6 +171,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return jupyter_lab(dest, args.jupyter_args)
 
 
+def cmd_images(args: argparse.Namespace) -> int:
+    from labkit.runtime.docker import image  # noqa: PLC0415
+    _err(f"building {image.tag()} ({'offline: debootstrap + docker import' if args.offline else 'docker build'})")
+    log = image.build(offline=args.offline)
+    _out(log)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="labkit", description="Learn Kubernetes networking hands-on.")
     p.add_argument("--version", action="version", version=f"labkit {__version__}")
@@ -215,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("down", cmd_down, "remove a lab (--all: every lab)")
     sp.add_argument("--all", action="store_true")
     add("doctor", cmd_doctor, "what this machine offers labkit")
+    images = sub.add_parser("images", help="the lab image").add_subparsers(dest="images_command", required=True)
+    sp = images.add_parser("build", help="build the lab image into the Docker engine")
+    sp.add_argument("--offline", action="store_true",
+                    help="build without a registry (debootstrap from the apt mirror, then docker import)")
+    sp.set_defaults(func=cmd_images)
     sp = sub.add_parser("notebooks", help="copy the course notebooks to DEST (never overwrites)")
     sp.add_argument("dest")
     sp.add_argument("--force", action="store_true", help="overwrite notebooks already in DEST")

@@ -27,6 +27,17 @@ def _package(name: str, extra: str) -> Check:
                  "installed" if found else f"missing: pip install 'k8s-labkit[{extra}]'")
 
 
+def _image(engine: bool) -> Check:
+    if not engine:
+        return Check("lab image", False, "needs a Docker engine first")
+    from labkit.errors import BackendUnavailable  # noqa: PLC0415
+    from labkit.runtime.docker import engine as docker_engine, image  # noqa: PLC0415
+    try:
+        return Check("lab image", True, f"{image.check(docker_engine.connect())} matches this labkit")
+    except BackendUnavailable as exc:
+        return Check("lab image", False, str(exc))
+
+
 def checks() -> list[Check]:
     out = [Check("python", sys.version_info >= (3, 10), f"{platform.python_version()} ({sys.executable})"),
            Check("sim backend", True, "always available: results come from the oracle, marked simulated")]
@@ -35,10 +46,7 @@ def checks() -> list[Check]:
     engine, why = registry.engine_answers()
     out.append(Check("docker engine", engine, why if engine else
                      f"{why}; on Linux as root, environments/start-dockerd.sh starts one"))
-    backend_ok = registry.docker_backend_available()
-    out.append(Check("docker backend", backend_ok and engine,
-                     "ready" if backend_ok and engine else
-                     ("not built into this labkit version yet" if not backend_ok else "needs a Docker engine")))
+    out.append(_image(engine))
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
     out.append(Check("privileges", True, "root (can start dockerd)" if is_root else
                      "not root: labkit needs only access to a Docker engine, never root itself"))

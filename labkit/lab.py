@@ -12,7 +12,7 @@ from dataclasses import replace
 import warnings
 from typing import Any, Mapping
 
-from labkit.errors import LabkitError, ModelError
+from labkit.errors import BackendUnavailable, LabkitError, ModelError
 from labkit.model import fields
 from labkit.model.cluster import Change, Cluster, pod_ref
 from labkit.model.manifests import Source, load_documents, parse_document
@@ -67,7 +67,14 @@ class Lab:
             warnings.warn(self.notice, LabkitNotice, stacklevel=2)
         self.cluster = Cluster.new(nodes)
         self.history: list[dict[str, Any]] = []
-        self._backend = registry.create(self.backend_name, seed=seed)
+        try:
+            self._backend = registry.create(self.backend_name, seed=seed)
+        except BackendUnavailable as exc:
+            if backend != "auto" or self.backend_name == "sim":
+                raise
+            self.backend_name, self.notice = "sim", f"SIMULATED: the docker backend is unavailable ({exc})"
+            warnings.warn(self.notice, LabkitNotice, stacklevel=2)
+            self._backend = registry.create("sim", seed=seed)
         self._closed = False
         try:
             self._backend.start(name, self.cluster)

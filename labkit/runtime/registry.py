@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from labkit.errors import BackendUnavailable, ModelError
+from labkit.errors import ModelError
 from labkit.runtime.base import Backend
 
 BACKENDS = ("auto", "docker", "sim")
@@ -42,19 +42,9 @@ def choose(requested: str) -> tuple[str, str]:
     if requested != "auto":
         return requested, f"backend {requested} (as requested)"
     ok, why = engine_answers()
-    if ok and docker_backend_available():
-        return "docker", f"backend docker: {why}"
     if ok:
-        return "sim", "SIMULATED: a Docker engine answers, but the docker backend is not built yet; results come from the oracle"
+        return "docker", f"backend docker: {why}"
     return "sim", f"SIMULATED: {why}, so results come from the oracle, not from real packets"
-
-
-def docker_backend_available() -> bool:
-    try:
-        import labkit.runtime.docker  # noqa: F401,PLC0415
-    except ImportError:
-        return False
-    return True
 
 
 def create(name: str, **options) -> Backend:
@@ -62,9 +52,6 @@ def create(name: str, **options) -> Backend:
         from labkit.runtime.sim import SimBackend  # noqa: PLC0415
         return SimBackend(seed=options.get("seed", 0))
     if name == "docker":
-        if not docker_backend_available():
-            raise BackendUnavailable("the docker backend is not available in this version of labkit yet: "
-                                     "use backend='sim' (or 'auto')")
         from labkit.runtime.docker import DockerBackend  # noqa: PLC0415
         return DockerBackend(**options)
     raise ModelError(f"backend={name!r}: choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,182 @@
+"""The docker backend: a Kubernetes node made of containers, with real kernel rules.
+
+Owns the life of one lab on a Docker engine: nodes and fabric at start, pods following
+the model on every change (created before anything is removed, so a failed change
+leaves the running pods alone), one atomic ruleset per node, probes batched per node
+(one ``docker exec`` each), and removal of every labelled container on close.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from labkit import __version__
+from labkit.dataplane import names, ruleset
+from labkit.errors import BackendError, BackendUnavailable, CommandError
+from labkit.model.cluster import Cluster
+from labkit.model.parse_workloads import LAB_IMAGE
+from labkit.results import ExecResult, ProbeResult
+from labkit.runtime.base import Backend, ProbeRequest
+from labkit.runtime.docker import engine, image, nodes, pods
+
+log = logging.getLogger(__name__)
+POD_WORKERS = 6
+
+
+class DockerBackend(Backend):
+    name = "docker"
+    simulated = False
+
+    def __init__(self, seed: int = 0, **_: object):
+        self.client = engine.connect()
+        self.image = image.check(self.client)
+        self.lab = ""
+        self.nodes: list[nodes.Node] = []
+        self.pods: dict[str, pods.PodHandle] = {}
+        self.internet = None
+        self._rules: dict[int, str] = {}
+        self._info: dict | None = None
+
+    # ------------------------------------------------------------ life cycle
+    def start(self, lab: str, cluster: Cluster) -> None:
+        self.lab = lab
+        leftovers = engine.labelled(self.client, lab)
+        if leftovers:
+            raise BackendError(f"a lab named {lab!r} already runs in this Docker engine ({len(leftovers)} "
+                               f"containers): close it, or remove it with `labkit down --lab {lab}`")
+        try:
+            self.nodes = nodes.start_nodes(self.client, lab, self.image, cluster.node_count, __version__)
+            self.internet, internet_pid = nodes.start_internet(self.client, lab, self.image, __version__)
+            nodes.wire_fabric(self.client, self.nodes, internet_pid)
+            nodes.configure_internet(self.client, self.internet)
+            self._create(cluster, sorted(cluster.pods))
+            self._apply_rules(cluster)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.lab:
+            removed = engine.remove(self.client, engine.labelled(self.client, self.lab))
+            log.info("lab %s: removed %d containers", self.lab, removed)
+        self.pods, self.nodes, self.internet = {}, [], None
+
+    # ------------------------------------------------------------ changes
+    def sync(self, old: Cluster, new: Cluster) -> None:
+        self._check_images(new)
+        changed = [r for r in new.pods if r in old.pods and (
+            old.pods[r].spec != new.pods[r].spec or old.pod_nodes[r] != new.pod_nodes[r]
+            or old.pod_ips[r] != new.pod_ips[r])]
+        added = sorted(r for r in new.pods if r not in old.pods)
+        removed = sorted(r for r in old.pods if r not in new.pods)
+        self._create(new, added)
+        self._remove(removed + changed)
+        self._create(new, changed)
+        self._apply_rules(new)
+
+    def _check_images(self, cluster: Cluster) -> None:
+        import docker.errors  # noqa: PLC0415
+        wanted = {c.image for p in cluster.pods.values() for c in p.spec.containers if c.image != LAB_IMAGE}
+        for name in sorted(wanted):
+            try:
+                self.client.images.get(name)
+            except docker.errors.ImageNotFound:
+                raise BackendUnavailable(f"image {name!r} is not in the Docker engine and labkit never pulls: "
+                                         f"omit 'image' (or write 'image: labkit') to use the lab image") from None
+
+    def _node(self, cluster: Cluster, ref: str) -> nodes.Node:
+        return self.nodes[cluster.pod_nodes[ref] - 1]
+
+    def _create(self, cluster: Cluster, refs: list[str]) -> None:
+        if not refs:
+            return
+        made: list[pods.PodHandle] = []
+
+        def one(ref: str) -> pods.PodHandle:
+            handle = pods.create(self.client, self.lab, cluster, ref, self._node(cluster, ref), self.image, __version__)
+            made.append(handle)
+            return handle
+
+        try:
+            with ThreadPoolExecutor(max_workers=POD_WORKERS) as pool:
+                for handle in pool.map(one, refs):
+                    self.pods[handle.ref] = handle
+        except BaseException:
+            for handle in made:  # all or nothing: undo the pods this change created
+                self.pods.pop(handle.ref, None)
+                pods.remove(self.client, self.lab, handle)
+            raise
+
+    def _remove(self, refs: list[str]) -> None:
+        handles = [self.pods.pop(r) for r in refs if r in self.pods]
+        with ThreadPoolExecutor(max_workers=POD_WORKERS) as pool:
+            list(pool.map(lambda h: pods.remove(self.client, self.lab, h), handles))
+
+    def _apply_rules(self, cluster: Cluster) -> None:
+        def one(node: nodes.Node) -> None:
+            text = ruleset.render(cluster, node.index)
+            if self._rules.get(node.index) != text:
+                engine.agent(self.client, node.id, "nft", {"ruleset": text})
+                self._rules[node.index] = text
+
+        with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
+            list(pool.map(one, self.nodes))
+
+    # ------------------------------------------------------------ looking
+    def probe(self, cluster: Cluster, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
+        groups: dict[int, list[tuple[int, ProbeRequest]]] = {}
+        for k, r in enumerate(requests):
+            groups.setdefault(cluster.pod_nodes[r.src], []).append((k, r))
+        results: list[ProbeResult | None] = [None] * len(requests)
+
+        def run(item: tuple[int, list[tuple[int, ProbeRequest]]]) -> None:
+            index, batch = item
+            payload = {"timeout": timeout, "probes": [
+                {"id": str(k), "netns": self.pods[r.src].netns, "dst": r.dst, "port": r.port,
+                 "protocol": r.protocol, "resolv_conf": self.pods[r.src].resolv_conf} for k, r in batch]}
+            answer = engine.agent(self.client, self.nodes[index - 1].id, "probe", payload, timeout=timeout * 4 + 30)
+            for res in answer["results"]:
+                k = int(res["id"])
+                r = requests[k]
+                results[k] = ProbeResult(bool(res["ok"]), res.get("latency_ms"),
+                                         res.get("answer") if res["ok"] else None,
+                                         None if res["ok"] else res.get("error"), False, r.src, r.dst, r.port,
+                                         r.protocol)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+            list(pool.map(run, groups.items()))
+        return [r for r in results if r is not None]
+
+    def exec(self, cluster: Cluster, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
+        handle = self.pods[pod]
+        name = container or cluster.pods[pod].spec.containers[0].name
+        if name not in handle.apps:
+            raise BackendError(f"pod {pod} has no container {name!r} (it has {', '.join(handle.apps)})")
+        code, out, err = engine.exec_raw(self.client, handle.apps[name].id, argv, timeout=60)
+        return ExecResult(code, (out + err).decode(errors="replace"))
+
+    def logs(self, pod: str, container: str | None = None) -> str:
+        handle = self.pods[pod]
+        target = handle.apps[container] if container else next(iter(handle.apps.values()))
+        return target.logs().decode(errors="replace")
+
+    def rules(self, cluster: Cluster) -> str:
+        out = []
+        for node in self.nodes:
+            answer = engine.agent(self.client, node.id, "nft-list",
+                                  {"tables": [f"{f} {t}" for f, t in ruleset.TABLES]})
+            header = f"# {node.name}\n" if len(self.nodes) > 1 else ""
+            out.append(header + answer.get("text", ""))
+        return "\n".join(out)
+
+    def info(self) -> dict:
+        """What the lab image's kernel offers (SCTP sockets, tool versions)."""
+        if self._info is None:
+            try:
+                self._info = engine.agent(self.client, self.nodes[0].id, "info")
+            except CommandError as exc:
+                raise BackendError(f"cannot read the node's capabilities: {exc}") from None
+        return self._info
+
+    def has_sctp(self) -> bool:
+        return bool(self.info().get("sctp"))

@@ -1,0 +1,112 @@
+"""Nodes and the lab's fabric: node containers, their sysctls, links and routes, the internet host.
+
+Owns what a lab's nodes look like: a container per node with no uplink (network none),
+its own network namespace holding cni0, conntrack and the nft tables; a fabric bridge in
+node-1 joining every node (198.18.0.0/24) and the lab's internet host (203.0.113.10);
+routes between the nodes' pod CIDRs. Nothing here touches the host's network.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from labkit.dataplane import names
+from labkit.errors import BackendError
+from labkit.model import addressing as addr
+from labkit.runtime.docker import engine
+
+NODE_OPTIONS = {  # never privileged: exactly the capabilities a node needs
+    "network_mode": "none",
+    "pid_mode": "host",  # the node sees its pods' /proc/<pid>/ns/net
+    "cap_add": ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],  # + systempaths=unconfined, see engine
+}
+NODE_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.bridge.bridge-nf-call-iptables": "1",
+    "net.bridge.bridge-nf-call-ip6tables": "1",
+    "net.ipv4.icmp_ratelimit": "0",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+    "net.ipv6.conf.all.disable_ipv6": "1",
+    "net.ipv6.conf.default.disable_ipv6": "1",
+}
+INTERNET_GATEWAY = "203.0.113.1"
+
+
+@dataclass
+class Node:
+    index: int
+    container: object
+    pid: int
+
+    @property
+    def name(self) -> str:
+        return addr.node_name(self.index)
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+
+def _sh(client, container, script: str) -> None:
+    code, out, err = engine.exec_raw(client, container.id, ["sh", "-ec", script], timeout=30)
+    if code != 0:
+        raise BackendError(f"setting up {container.name} failed (exit {code}): {(out + err).decode()[-600:]}\n"
+                           f"script:\n{script}")
+
+
+def start_nodes(client, lab: str, image: str, count: int, version: str) -> list[Node]:
+    def one(i: int) -> Node:
+        node = addr.node_name(i)
+        c = engine.run_unconfined_paths(client, names.node_container(lab, node), image,
+                                        names.labels(lab, "node", node=node, version=version),
+                                        command=["sleep", "infinity"], hostname=node, **NODE_OPTIONS)
+        return Node(i, c, engine.pid(c))
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        nodes = list(pool.map(one, range(1, count + 1)))
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        list(pool.map(lambda n: engine.agent(client, n.id, "sysctl", {"values": NODE_SYSCTLS}), nodes))
+    return nodes
+
+
+def wire_fabric(client, nodes: list[Node], internet_pid: int) -> None:
+    """Join nodes and the internet host on a bridge in node-1; add routes between pod CIDRs."""
+    first = nodes[0]
+    lines = [f"ip link add {names.FABRIC_BRIDGE} type bridge",
+             f"ip addr add {addr.node_ip(1)}/24 dev {names.FABRIC_BRIDGE}",
+             f"ip addr add {INTERNET_GATEWAY}/24 dev {names.FABRIC_BRIDGE}",
+             f"ip link set {names.FABRIC_BRIDGE} up"]
+    peers = [(0, internet_pid)] + [(n.index, n.pid) for n in nodes[1:]]
+    for index, pid in peers:
+        port = names.fabric_port(index)
+        lines += [f"ip link add {port} type veth peer name {names.FABRIC_LINK} netns {pid}",
+                  f"ip link set {port} master {names.FABRIC_BRIDGE} up"]
+    lines += [f"ip route add {addr.node_pod_cidr(n.index)} via {addr.node_ip(n.index)}" for n in nodes[1:]]
+    _sh(client, first.container, "\n".join(lines))
+    for n in nodes[1:]:
+        routes = [f"ip route add {addr.node_pod_cidr(o.index)} via {addr.node_ip(o.index)}"
+                  for o in nodes if o.index != n.index]
+        _sh(client, n.container, "\n".join([
+            f"ip addr add {addr.node_ip(n.index)}/24 dev {names.FABRIC_LINK}",
+            f"ip link set {names.FABRIC_LINK} up",
+            f"ip route add {addr.INTERNET_CIDR} via {addr.node_ip(1)}", *routes]))
+
+
+def start_internet(client, lab: str, image: str, version: str):
+    """The lab's 'internet': a host at 203.0.113.10 serving 80 and 443 (TCP and UDP)."""
+    ports = [f"{p}/{proto}" for p in (80, 443) for proto in ("TCP", "UDP")]
+    command = ["python3", "-m", "labkit.node", "serve", "--name", "internet"]
+    for port in ports:
+        command += ["--port", port]
+    c = engine.run(client, names.internet_container(lab), image, names.labels(lab, "internet", version=version),
+                   network_mode="none", hostname="internet", cap_add=["NET_ADMIN"], command=command)
+    return c, engine.pid(c)
+
+
+def configure_internet(client, container) -> None:
+    _sh(client, container, "\n".join([
+        f"ip addr add {addr.INTERNET_HOST_IP}/24 dev {names.FABRIC_LINK}",
+        f"ip link set {names.FABRIC_LINK} up",
+        f"ip route add default via {INTERNET_GATEWAY}"]))

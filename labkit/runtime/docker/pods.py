@@ -1,0 +1,117 @@
+"""Pods as containers: a pause container owning the pod's network namespace, app containers
+joining it, and the CNI ADD/DEL that labkit performs inside the pod's node.
+
+Owns how one pod of the model becomes containers (names, labels, hostname, DNS settings,
+commands, the default ``serve`` app) and how its network is plugged in with the real CNI
+``bridge`` plugin and ``static`` IPAM (the address comes from the model, so the oracle and
+the kernel agree on every IP).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from labkit.dataplane import names
+from labkit.errors import BackendError, BackendUnavailable
+from labkit.model import addressing as addr
+from labkit.model.cluster import Cluster
+from labkit.model.objects import Container, Pod
+from labkit.model.parse_workloads import LAB_IMAGE
+from labkit.runtime.docker import engine
+from labkit.runtime.docker.nodes import Node
+from labkit.semantics.services import search_path
+
+POD_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1",
+               "net.ipv4.ip_forward": "0"}
+log = logging.getLogger(__name__)
+_cni_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@dataclass
+class PodHandle:
+    ref: str
+    spec: object
+    node: Node
+    pause: object
+    pid: int
+    cni: dict = field(default_factory=dict)
+    apps: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def netns(self) -> str:
+        return f"/proc/{self.pid}/ns/net"
+
+    @property
+    def resolv_conf(self) -> str:
+        return f"/proc/{self.pid}/root/etc/resolv.conf"
+
+
+def _node_lock(node: Node) -> threading.Lock:
+    with _locks_guard:
+        return _cni_locks.setdefault(node.id, threading.Lock())
+
+
+def serve_command(pod: Pod, container: Container) -> list[str]:
+    argv = ["python3", "-m", "labkit.node", "serve", "--name", pod.ref]
+    for p in container.ports:
+        argv += ["--port", f"{p.container_port}/{p.protocol}"]
+    return argv
+
+
+def app_options(pod: Pod, container: Container, lab_image: str) -> dict:
+    image = lab_image if container.image == LAB_IMAGE else container.image
+    options: dict = {"image": image, "environment": dict(container.env)}
+    if container.command or container.args:
+        options["command"] = list(container.command) + list(container.args)
+    elif image == lab_image:
+        options["command"] = serve_command(pod, container)
+    return options
+
+
+def create(client, lab: str, cluster: Cluster, ref: str, node: Node, lab_image: str, version: str) -> PodHandle:
+    """Start ``ref``'s containers and plug its network in; on failure, remove what was made."""
+    pod = cluster.pods[ref]
+    index = cluster.pod_nodes[ref]
+    pause = engine.run(
+        client, names.pause_container(lab, ref), lab_image,
+        names.labels(lab, "pause", pod=ref, node=node.name, version=version),
+        network_mode="none", hostname=pod.name[:63], command=["sleep", "infinity"],
+        dns=[addr.DNS_SERVICE_IP], dns_search=search_path(pod.namespace), dns_opt=["ndots:5"])
+    handle = PodHandle(ref, pod.spec, node, pause, 0)
+    try:
+        handle.pid = engine.pid(pause)
+        handle.cni = {"netns": handle.netns, "ifname": names.POD_IFNAME,
+                      "container_id": names.cni_container_id(lab, ref),
+                      "bridge": {"subnet": str(addr.node_pod_cidr(index)), "gateway": addr.node_gateway(index),
+                                 "address": f"{cluster.pod_ips[ref]}/{addr.node_pod_cidr(index).prefixlen}"}}
+        with _node_lock(node):
+            engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni})
+        engine.agent(client, node.id, "sysctl", {"netns": handle.netns, "values": POD_SYSCTLS})
+        for c in pod.spec.containers:
+            options = app_options(pod, c, lab_image)
+            image = options.pop("image")
+            handle.apps[c.name] = engine.run(
+                client, names.app_container(lab, ref, c.name), image,
+                names.labels(lab, "app", pod=ref, node=node.name, container=c.name, version=version),
+                network_mode=f"container:{pause.id}", **options)
+    except BackendUnavailable as exc:
+        remove(client, lab, handle)
+        raise BackendUnavailable(f"pod {ref}: {exc}") from None
+    except BaseException:
+        remove(client, lab, handle)
+        raise
+    return handle
+
+
+def remove(client, lab: str, handle: PodHandle) -> None:
+    """Unplug the pod (CNI DEL) and remove its containers."""
+    if handle.cni:
+        try:
+            with _node_lock(handle.node):
+                engine.agent(client, handle.node.id, "cni", {"command": "DEL", **handle.cni})
+        except BackendError as exc:
+            # Removing the pause container destroys the namespace and the veth with it.
+            log.info("CNI DEL for %s failed (%s); removing its containers cleans up", handle.ref, exc)
+    engine.remove(client, list(handle.apps.values()) + [handle.pause])
