@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from labkit import __version__, store
-from labkit.errors import LabkitError, ModelError
+from labkit.errors import LabkitError, ModelError, NotFound
 from labkit.lab import Lab, LabkitNotice
 
 
@@ -41,6 +41,22 @@ def _labels(pairs: Sequence[str]) -> dict[str, str | None]:
     return out
 
 
+class _Using:
+    """``with _Using(args) as lab``: a throw-away lab is closed afterwards, a stored one kept."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.lab, self.stored = _open(args)
+
+    def __enter__(self) -> Lab:
+        return self.lab
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stored:
+            self.lab.detach()
+        else:
+            self.lab.close()
+
+
 def _open(args: argparse.Namespace) -> tuple[Lab, bool]:
     """The lab a command works on: throw-away from ``-f`` files, else the stored one."""
     files = getattr(args, "file", None)
@@ -54,65 +70,74 @@ def _open(args: argparse.Namespace) -> tuple[Lab, bool]:
             raise
         return lab, False
     state = store.load(args.lab)
-    lab = Lab(args.lab, backend=state["backend"], nodes=state["nodes"])
-    try:
-        lab.replay(state["history"])
-    except BaseException:
-        lab.close()
-        raise
-    return lab, True
+    return Lab(args.lab, backend=state["backend"], nodes=state["nodes"], history=state["history"]), True
 
 
 def _save(lab: Lab) -> None:
     store.save(lab.name, lab.backend_name, lab.cluster.node_count, lab.history)
 
 
+def _keep(lab: Lab) -> None:
+    """Save the lab's record and leave it running for the next command."""
+    _save(lab)
+    lab.detach()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        store.load(args.lab)
+        raise ModelError(f"lab {args.lab!r} is already up: `labkit down --lab {args.lab}` first, or use apply")
+    except NotFound:
+        pass
     lab = Lab(args.lab, backend=args.backend, nodes=args.nodes)
-    with lab:
+    try:
         for f in args.file or []:
             _out(repr(lab.apply(f)))
-        _save(lab)
-        _out(f"lab {lab.name!r} is up on {lab.backend_name}" + (" (SIMULATED)" if lab.simulated else ""))
+    except BaseException:
+        lab.close()
+        raise
+    _keep(lab)
+    _out(f"lab {lab.name!r} is up on {lab.backend_name}" + (" (SIMULATED)" if lab.simulated else ""))
     return 0
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     lab, _ = _open(argparse.Namespace(**{**vars(args), "file": None}))
-    with lab:
+    try:
         for f in args.file:
             _out(repr(lab.apply(f)))
-        _save(lab)
+    finally:
+        _keep(lab)
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     lab, _ = _open(argparse.Namespace(**{**vars(args), "file": None}))
-    with lab:
+    try:
         _out(repr(lab.delete(args.kind, args.name, args.namespace)))
-        _save(lab)
+    finally:
+        _keep(lab)
     return 0
 
 
 def cmd_label(args: argparse.Namespace) -> int:
     lab, _ = _open(argparse.Namespace(**{**vars(args), "file": None}))
-    with lab:
+    try:
         _out(repr(lab.label(args.kind, args.ref, _labels(args.labels))))
-        _save(lab)
+    finally:
+        _keep(lab)
     return 0
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    lab, _ = _open(args)
-    with lab:
+    with _Using(args) as lab:
         m = lab.matrix(args.port, args.protocol, namespaces=args.namespace or None)
         _out(json.dumps(m.to_dict(), indent=2) if args.json else repr(m))
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    lab, _ = _open(args)
-    with lab:
+    with _Using(args) as lab:
         ex = lab.explain(args.src, args.dst, args.port, args.protocol)
         _out(json.dumps({"allowed": ex.allowed, "reasons": ex.reasons, "may_answer": ex.may_answer}, indent=2)
              if args.json else str(ex))
@@ -120,16 +145,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    lab, _ = _open(args)
-    with lab:
+    with _Using(args) as lab:
         result = lab.probe(args.src, args.dst, args.port, args.protocol, timeout=args.timeout)
         _out(json.dumps(asdict(result), indent=2) if args.json else repr(result))
     return 0 if result.ok else 1
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    lab, _ = _open(args)
-    with lab:
+    with _Using(args) as lab:
         _out(lab.rules())
     return 0
 
@@ -138,6 +161,13 @@ def cmd_down(args: argparse.Namespace) -> int:
     targets = store.names() if args.all else [args.lab]
     for name in targets:
         _out(f"lab {name!r} removed" if store.remove(name) else f"lab {name!r} was not up")
+    from labkit.runtime.registry import engine_answers  # noqa: PLC0415
+    if engine_answers()[0]:
+        from labkit.runtime.docker import engine  # noqa: PLC0415
+        client = engine.connect()
+        found = engine.labelled(client, None if args.all else args.lab)
+        if found:
+            _out(f"removed {engine.remove(client, found)} labelled container(s)")
     return 0
 
 

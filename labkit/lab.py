@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import replace
 import warnings
+import weakref
+from dataclasses import replace
 from typing import Any, Mapping
 
 from labkit.errors import BackendUnavailable, LabkitError, ModelError
@@ -57,7 +58,8 @@ class Lab:
         True
     """
 
-    def __init__(self, name: str = "lab", backend: str = "auto", nodes: int = 1, *, seed: int = 0):
+    def __init__(self, name: str = "lab", backend: str = "auto", nodes: int = 1, *, seed: int = 0,
+                 history: list[dict[str, Any]] | None = None):
         fields.dns1123_label(name, "name")
         if len(name) > 20:
             raise ModelError(f"lab name {name!r} is too long: at most 20 characters")
@@ -67,6 +69,9 @@ class Lab:
             warnings.warn(self.notice, LabkitNotice, stacklevel=2)
         self.cluster = Cluster.new(nodes)
         self.history: list[dict[str, Any]] = []
+        for op in history or []:  # restoring a running lab: rebuild the model, touch nothing
+            self.cluster = _model_op(self.cluster, op)[0]
+            self.history.append(op)
         try:
             self._backend = registry.create(self.backend_name, seed=seed)
         except BackendUnavailable as exc:
@@ -76,10 +81,15 @@ class Lab:
             warnings.warn(self.notice, LabkitNotice, stacklevel=2)
             self._backend = registry.create("sim", seed=seed)
         self._closed = False
+        # Whatever happens to this object (garbage collection, interpreter exit), the lab goes.
+        self._finalizer = weakref.finalize(self, self._backend.close)
         try:
-            self._backend.start(name, self.cluster)
-        except BaseException:
-            self._backend.close()
+            if history is None:
+                self._backend.start(name, self.cluster)
+            else:
+                self._backend.attach(name, self.cluster)
+        except BaseException:  # including Ctrl-C: leave nothing behind
+            self.close()
             raise
 
     # ------------------------------------------------------------ life cycle
@@ -93,7 +103,12 @@ class Lab:
         """Remove everything the lab created (containers, links, rules). Safe to call twice."""
         if not self._closed:
             self._closed = True
-            self._backend.close()
+            self._finalizer()
+
+    def detach(self) -> None:
+        """Leave the lab running after this object goes (the CLI's ``up``); ``labkit down`` removes it."""
+        self._closed = True
+        self._finalizer.detach()
 
     @property
     def simulated(self) -> bool:
@@ -121,40 +136,25 @@ class Lab:
         self.cluster = new
         self.history.append(op)
 
+    def _change(self, op: dict[str, Any]) -> Changes:
+        new, changes = _model_op(self.cluster, op)
+        self._commit(new, op)
+        return Changes(changes)
+
     def apply(self, source: Source) -> Changes:
         """Create or replace objects from YAML text, a path, a dict or a list of dicts.
 
         All or nothing: if any document is invalid, the lab is left exactly as it was.
         """
-        docs = load_documents(source)
-        objects = [parse_document(doc, i) for i, doc in enumerate(docs)]
-        new, changes = self.cluster.applied(objects)
-        self._commit(new, {"op": "apply", "documents": docs})
-        return Changes(changes)
+        return self._change({"op": "apply", "documents": load_documents(source)})
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> Changes:
         """Delete one object (``kind`` like kubectl: ``networkpolicy``, ``netpol``, ``pod``, ...)."""
-        new, changes = self.cluster.deleted(kind, name, namespace)
-        self._commit(new, {"op": "delete", "kind": kind, "name": name, "namespace": namespace})
-        return Changes(changes)
+        return self._change({"op": "delete", "kind": kind, "name": name, "namespace": namespace})
 
     def label(self, kind: str, ref: str, labels: Mapping[str, str | None]) -> Changes:
         """Merge labels into a pod (``"x/b"``) or namespace (``"x"``); a value of None removes the key."""
-        new, changes = self.cluster.labeled(kind, ref, labels)
-        self._commit(new, {"op": "label", "kind": kind, "ref": ref, "labels": dict(labels)})
-        return Changes(changes)
-
-    def replay(self, history: list[dict[str, Any]]) -> None:
-        """Re-run recorded operations (how the CLI restores a lab between commands)."""
-        for op in history:
-            if op["op"] == "apply":
-                self.apply(op["documents"])
-            elif op["op"] == "delete":
-                self.delete(op["kind"], op["name"], op["namespace"])
-            elif op["op"] == "label":
-                self.label(op["kind"], op["ref"], op["labels"])
-            else:
-                raise LabkitError(f"unknown recorded operation {op['op']!r}")
+        return self._change({"op": "label", "kind": kind, "ref": ref, "labels": dict(labels)})
 
     # ------------------------------------------------------------ looking
     @property
@@ -228,6 +228,17 @@ class Lab:
         """The nftables ruleset in force in the lab's nodes."""
         self._check_open()
         return self._backend.rules(self.cluster)
+
+
+def _model_op(cluster: Cluster, op: dict[str, Any]) -> tuple[Cluster, list[Change]]:
+    """One recorded operation applied to the model alone."""
+    if op["op"] == "apply":
+        return cluster.applied([parse_document(doc, i) for i, doc in enumerate(op["documents"])])
+    if op["op"] == "delete":
+        return cluster.deleted(op["kind"], op["name"], op["namespace"])
+    if op["op"] == "label":
+        return cluster.labeled(op["kind"], op["ref"], op["labels"])
+    raise LabkitError(f"unknown recorded operation {op['op']!r}")
 
 
 def _renamed(result: ProbeResult, dst: str) -> ProbeResult:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import zlib
 
+from labkit.errors import ModelError
+
 POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
 NODE_FABRIC = ipaddress.ip_network("198.18.0.0/24")
@@ -43,15 +45,14 @@ def node_ip(index: int) -> str:
 def next_free(network: ipaddress.IPv4Network, used: set[str], cursor: str | None,
               reserved: set[str]) -> str:
     """The next free host address after ``cursor`` (wrapping), like CNI host-local."""
-    hosts = list(network.hosts())
-    start = 0
-    if cursor is not None:
-        start = hosts.index(ipaddress.ip_address(cursor)) + 1
-    for offset in range(len(hosts)):
-        candidate = str(hosts[(start + offset) % len(hosts)])
+    # Host addresses are network+1 .. broadcast-1; computed, not listed (a /16 has 65,534).
+    first, count = int(network.network_address) + 1, network.num_addresses - 2
+    start = 0 if cursor is None else int(ipaddress.ip_address(cursor)) - first + 1
+    for offset in range(count):
+        candidate = str(ipaddress.ip_address(first + (start + offset) % count))
         if candidate not in used and candidate not in reserved:
             return candidate
-    raise OverflowError(f"no free address left in {network}")
+    raise ModelError(f"no free address left in {network}: the lab is full (fewer pods, or more nodes)")
 
 
 def safe_suffix(seed: str, length: int) -> str:

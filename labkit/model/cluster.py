@@ -62,7 +62,7 @@ class Cluster:
 
     @classmethod
     def new(cls, nodes: int = 1) -> "Cluster":
-        if not isinstance(nodes, int) or not 1 <= nodes <= 8:
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 8:
             raise ModelError(f"nodes={nodes!r}: a lab has between 1 and 8 nodes")
         c = cls(node_count=nodes)
         for name in ("default", "kube-system"):

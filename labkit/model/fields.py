@@ -12,10 +12,11 @@ from typing import Any, Iterable
 
 from labkit.errors import ModelError
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_IANA_SVC = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# \Z, not $: in Python "$" also matches before a trailing newline ("web\n").
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+_IANA_SVC = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 
 
 class Node:
@@ -113,8 +114,8 @@ def dns1035_label(name: Any, path: str) -> str:
 def label_key(key: Any, path: str) -> str:
     if not isinstance(key, str) or not key:
         raise ModelError(f"label key {key!r} must be a non-empty string", path=path)
-    prefix, _, name = key.rpartition("/")
-    if prefix:
+    prefix, slash, name = key.rpartition("/")
+    if slash:  # an empty prefix ("/a") is invalid too
         dns1123_subdomain(prefix, path)
     if len(name) > 63 or not _LABEL_NAME.match(name):
         raise ModelError(f"label key {key!r} is invalid: the name part must be at most 63 letters, "

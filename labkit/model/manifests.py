@@ -53,16 +53,26 @@ def _read_text(text: str, origin: str) -> list[Any]:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ModelError(f"cannot parse YAML{at}: {getattr(exc, 'problem', None) or exc}",
                          where=origin) from None
+    except RecursionError:
+        raise ModelError("cannot parse YAML: it is nested too deeply", where=origin) from None
     return docs
 
 
 def _expand_path(path: Path) -> list[Any]:
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ModelError(f"cannot read {str(path)[:80]!r}: {exc.strerror}") from None
+    if is_dir:
         files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
         return [d for p in files for d in _expand_path(p)]
     if not path.exists():
         raise ModelError(f"file {str(path)!r} not found")
-    return _read_text(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read {str(path)!r}: {exc}") from None
+    return _read_text(text, str(path))
 
 
 def load_documents(source: Source) -> list[dict]:
@@ -83,7 +93,10 @@ def load_documents(source: Source) -> list[dict]:
     docs: list[dict] = []
     for i, doc in enumerate(raw):
         if isinstance(doc, dict) and doc.get("kind") == "List":
-            docs.extend(load_documents(list(doc.get("items") or [])))
+            items = doc.get("items") or []
+            if not isinstance(items, list):
+                raise ModelError(f"document {i + 1} (List): items must be a list of objects")
+            docs.extend(load_documents(items))
         elif not isinstance(doc, dict):
             raise ModelError(f"document {i + 1} is {type(doc).__name__}, not a Kubernetes object")
         else:

@@ -106,7 +106,7 @@ def parse_network_policy(doc: dict, namespace: str, name: str, labels: dict) -> 
     ingress = _rules(spec, "ingress", "from")
     egress = _rules(spec, "egress", "to")
     types = spec.data.get("policyTypes")
-    if not types:  # the API server's defaulting (absent or empty)
+    if types is None or types == []:  # the API server's defaulting (absent or empty)
         types = ["Ingress"] + (["Egress"] if egress else [])
     else:
         types = list(f.strings(types, spec.at("policyTypes")))

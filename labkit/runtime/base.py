@@ -33,6 +33,10 @@ class Backend(ABC):
     def start(self, lab: str, cluster: Cluster) -> None:
         """Create the lab's nodes and system pods for ``cluster`` (labelled with ``lab``)."""
 
+    def attach(self, lab: str, cluster: Cluster) -> None:
+        """Take over a lab that is already running (started by another process) as ``cluster``."""
+        self.start(lab, cluster)
+
     @abstractmethod
     def sync(self, old: Cluster, new: Cluster) -> None:
         """Make the running lab match ``new``; return only once it is enforced.

@@ -88,9 +88,11 @@ def explain(cluster: Cluster, src: str, dst: str, port: int, protocol: str = "TC
     else:
         dns = dns_outcome(cluster, source)
         if not dns.allowed:
+            # the reason of the decision that blocked the query (egress of the source or ingress of DNS)
+            why = next((d.reason for d in dns.decisions if not d.allowed), dns.reasons[-1])
             return _result(source, dst, port, protocol, reasons, [Outcome(
                 False, None, (f"{source.ref} cannot resolve {dst!r}: its DNS query to kube-dns "
-                              f"({addr.DNS_SERVICE_IP}:53/UDP) is blocked, because {dns.reasons[-1]}",),
+                              f"({addr.DNS_SERVICE_IP}:53/UDP) is blocked, because {why}",),
                 "DNS lookup timed out")])
         res = svc.resolve(cluster, source.namespace, dst)
         if not res.ips:

@@ -55,6 +55,37 @@ class DockerBackend(Backend):
             self.close()
             raise
 
+    def attach(self, lab: str, cluster: Cluster) -> None:
+        """Find a running lab's containers again (the CLI between two commands)."""
+        self.lab = lab
+        found = engine.labelled(self.client, lab)
+        by_role: dict[str, list] = {}
+        for c in found:
+            by_role.setdefault(c.labels.get(names.ROLE, ""), []).append(c)
+        node_by_name = {c.labels.get(names.NODE): c for c in by_role.get("node", [])}
+        wanted = cluster.node_names
+        if sorted(node_by_name) != sorted(wanted) or len(by_role.get("internet", [])) != 1:
+            raise BackendError(f"lab {lab!r} is not running as recorded (nodes found: {sorted(node_by_name)}): "
+                               f"remove it with `labkit down --lab {lab}` and start it again")
+        self.nodes = [nodes.Node(i, node_by_name[n], engine.pid(node_by_name[n])) for i, n in
+                      enumerate(wanted, start=1)]
+        self.internet = by_role["internet"][0]
+        apps: dict[str, dict[str, object]] = {}
+        for c in by_role.get("app", []):
+            apps.setdefault(c.labels[names.POD], {})[c.labels[names.CONTAINER]] = c
+        for c in by_role.get("pause", []):
+            ref = c.labels[names.POD]
+            if ref not in cluster.pods:
+                continue
+            handle = pods.PodHandle(ref, cluster.pods[ref].spec, self._node(cluster, ref), c, engine.pid(c))
+            handle.apps = apps.get(ref, {})
+            handle.cni = pods.cni_args(self.lab, cluster, ref, handle.netns)
+            self.pods[ref] = handle
+        missing = sorted(set(cluster.pods) - set(self.pods))
+        if missing:
+            raise BackendError(f"lab {lab!r} is missing pods {', '.join(missing)}: remove it with "
+                               f"`labkit down --lab {lab}` and start it again")
+
     def close(self) -> None:
         if self.lab:
             removed = engine.remove(self.client, engine.labelled(self.client, self.lab))

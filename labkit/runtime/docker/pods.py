@@ -70,10 +70,18 @@ def app_options(pod: Pod, container: Container, lab_image: str) -> dict:
     return options
 
 
+def cni_args(lab: str, cluster: Cluster, ref: str, netns: str) -> dict:
+    """The CNI request for ``ref``: bridge cni0, static IPAM with the model's address."""
+    index = cluster.pod_nodes[ref]
+    cidr = addr.node_pod_cidr(index)
+    return {"netns": netns, "ifname": names.POD_IFNAME, "container_id": names.cni_container_id(lab, ref),
+            "bridge": {"subnet": str(cidr), "gateway": addr.node_gateway(index),
+                       "address": f"{cluster.pod_ips[ref]}/{cidr.prefixlen}"}}
+
+
 def create(client, lab: str, cluster: Cluster, ref: str, node: Node, lab_image: str, version: str) -> PodHandle:
     """Start ``ref``'s containers and plug its network in; on failure, remove what was made."""
     pod = cluster.pods[ref]
-    index = cluster.pod_nodes[ref]
     pause = engine.run(
         client, names.pause_container(lab, ref), lab_image,
         names.labels(lab, "pause", pod=ref, node=node.name, version=version),
@@ -82,10 +90,7 @@ def create(client, lab: str, cluster: Cluster, ref: str, node: Node, lab_image: 
     handle = PodHandle(ref, pod.spec, node, pause, 0)
     try:
         handle.pid = engine.pid(pause)
-        handle.cni = {"netns": handle.netns, "ifname": names.POD_IFNAME,
-                      "container_id": names.cni_container_id(lab, ref),
-                      "bridge": {"subnet": str(addr.node_pod_cidr(index)), "gateway": addr.node_gateway(index),
-                                 "address": f"{cluster.pod_ips[ref]}/{addr.node_pod_cidr(index).prefixlen}"}}
+        handle.cni = cni_args(lab, cluster, ref, handle.netns)
         with _node_lock(node):
             engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni})
         engine.agent(client, node.id, "sysctl", {"netns": handle.netns, "values": POD_SYSCTLS})
