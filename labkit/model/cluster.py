@@ -14,12 +14,11 @@ from typing import Iterable, Mapping
 from labkit.errors import ModelError, NotFound
 from labkit.model import addressing as addr
 from labkit.model import fields as f
+from labkit.model import system
 from labkit.model.manifests import Object, canonical_kind
-from labkit.model.objects import (Container, ContainerPort, Deployment, Namespace, NetworkPolicy,
-                                  Pod, PodSpec, Service, ServicePort)
+from labkit.model.objects import Deployment, Namespace, NetworkPolicy, Pod, Service
+from labkit.model.system import SYSTEM_OBJECTS
 
-DNS_LABELS = {"k8s-app": "kube-dns"}
-SYSTEM_OBJECTS = {("Pod", "kube-system/coredns"), ("Service", "kube-system/kube-dns")}
 _STORES = {"Pod": "pods", "Deployment": "deployments", "Service": "services",
            "NetworkPolicy": "policies"}
 
@@ -67,11 +66,8 @@ class Cluster:
         c = cls(node_count=nodes)
         for name in ("default", "kube-system"):
             c.namespaces[name] = Namespace(name, {"kubernetes.io/metadata.name": name})
-        dns = Container("coredns", ports=(ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp")))
-        c._add_pod(Pod("kube-system", "coredns", dict(DNS_LABELS), PodSpec((dns,), addr.node_name(1))))
-        c.services["kube-system/kube-dns"] = Service(
-            "kube-system", "kube-dns", dict(DNS_LABELS), "ClusterIP", dict(DNS_LABELS),
-            (ServicePort(53, "UDP", "dns"), ServicePort(53, "TCP", "dns-tcp")), addr.DNS_SERVICE_IP)
+        c._add_pod(system.dns_pod())
+        c.services["kube-system/kube-dns"] = system.dns_service()
         c.service_ips["kube-system/kube-dns"] = addr.DNS_SERVICE_IP
         return c
 

@@ -11,9 +11,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from labkit import __version__
-from labkit.dataplane import names, ruleset
+from labkit.dataplane import dns, names, ruleset
 from labkit.errors import BackendError, BackendUnavailable, CommandError
 from labkit.model.cluster import Cluster
+from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import Backend, ProbeRequest
@@ -35,6 +36,7 @@ class DockerBackend(Backend):
         self.pods: dict[str, pods.PodHandle] = {}
         self.internet = None
         self._rules: dict[int, str] = {}
+        self._dns = ""
         self._info: dict | None = None
 
     # ------------------------------------------------------------ life cycle
@@ -51,6 +53,7 @@ class DockerBackend(Backend):
             nodes.configure_internet(self.client, self.internet)
             self._create(cluster, sorted(cluster.pods))
             self._apply_rules(cluster)
+            self._sync_dns(cluster)
         except BaseException:
             self.close()
             raise
@@ -104,6 +107,7 @@ class DockerBackend(Backend):
         self._remove(removed + changed)
         self._create(new, changed)
         self._apply_rules(new)
+        self._sync_dns(new)
 
     def _check_images(self, cluster: Cluster) -> None:
         import docker.errors  # noqa: PLC0415
@@ -152,6 +156,22 @@ class DockerBackend(Backend):
 
         with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
             list(pool.map(one, self.nodes))
+
+    def _sync_dns(self, cluster: Cluster) -> None:
+        """Give the DNS pod the model's records; return once dnsmasq answers with them."""
+        text = dns.render(cluster)
+        if text == self._dns:
+            return
+        server = self.pods["kube-system/coredns"].apps["coredns"]
+        script = (f"cat > {DNS_CONF_PATH}.new && mv {DNS_CONF_PATH}.new {DNS_CONF_PATH} && "
+                  f"kill $(cat {DNS_PID_PATH}) 2>/dev/null; "
+                  "for i in $(seq 100); do "
+                  "dig +short +time=1 +tries=1 @127.0.0.1 kube-dns.kube-system.svc.cluster.local | grep -q . && exit 0; "
+                  "sleep 0.02; done; echo 'dnsmasq did not come back' >&2; exit 1")
+        code, out, err = engine.exec_raw(self.client, server.id, ["sh", "-c", script], text.encode(), timeout=30)
+        if code != 0:
+            raise BackendError(f"reloading cluster DNS failed: {(out + err).decode(errors='replace')[-500:]}")
+        self._dns = text
 
     # ------------------------------------------------------------ looking
     def probe(self, cluster: Cluster, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:

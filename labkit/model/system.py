@@ -1,0 +1,31 @@
+"""The objects every lab's cluster has from the start: the DNS pod and the kube-dns Service.
+
+Owns their shape, including the DNS pod's command (dnsmasq restarted by a shell loop, so
+that records are reloaded by rewriting the config file and stopping dnsmasq).
+"""
+from __future__ import annotations
+
+from labkit.model import addressing as addr
+from labkit.model.objects import Container, ContainerPort, Pod, PodSpec, Service, ServicePort
+
+DNS_LABELS = {"k8s-app": "kube-dns"}
+DNS_CONF_PATH = "/etc/labkit/dnsmasq.conf"
+DNS_PID_PATH = "/run/labkit-dns.pid"
+DNS_COMMAND = (
+    "sh", "-c",
+    f"mkdir -p /etc/labkit; [ -f {DNS_CONF_PATH} ] || printf 'no-resolv\\nno-hosts\\naddress=/#/\\n' > {DNS_CONF_PATH}; "
+    f"while :; do dnsmasq --keep-in-foreground --conf-file={DNS_CONF_PATH} & echo $! > {DNS_PID_PATH}; "
+    "wait $!; sleep 0.05; done",
+)
+SYSTEM_OBJECTS = {("Pod", "kube-system/coredns"), ("Service", "kube-system/kube-dns")}
+
+
+def dns_pod() -> Pod:
+    container = Container("coredns", command=DNS_COMMAND,
+                          ports=(ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp")))
+    return Pod("kube-system", "coredns", dict(DNS_LABELS), PodSpec((container,), addr.node_name(1)))
+
+
+def dns_service() -> Service:
+    return Service("kube-system", "kube-dns", dict(DNS_LABELS), "ClusterIP", dict(DNS_LABELS),
+                   (ServicePort(53, "UDP", "dns"), ServicePort(53, "TCP", "dns-tcp")), addr.DNS_SERVICE_IP)
