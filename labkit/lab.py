@@ -6,14 +6,16 @@ the lab as it was). Returns values; never prints.
 """
 from __future__ import annotations
 
+import collections
 import html
 import logging
+import threading
 import warnings
 import weakref
 from dataclasses import replace
 from typing import Any, Mapping
 
-from labkit.errors import BackendUnavailable, LabkitError, ModelError
+from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
 from labkit.model import fields
 from labkit.model.cluster import Change, Cluster, pod_ref
 from labkit.model.manifests import Source, load_documents, parse_document
@@ -21,7 +23,7 @@ from labkit.probe.matrix import Matrix
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime import registry
 from labkit.runtime.base import ProbeRequest
-from labkit.semantics import oracle, reach
+from labkit.semantics import oracle, reach, services
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,24 @@ class Changes(list):
 
     def _repr_html_(self) -> str:
         return "<pre>" + html.escape(repr(self)) + "</pre>"
+
+
+class Endpoints(list):
+    """A Service's endpoints (``labkit.semantics.services.Endpoint``), with a kubectl-like repr."""
+
+    def __init__(self, service: str, items: list):
+        super().__init__(items)
+        self.service = service
+
+    @property
+    def ready(self) -> list:
+        return [e for e in self if e.ready]
+
+    def __repr__(self) -> str:
+        ready = ",".join(f"{e.ip}:{e.port}" for e in self if e.ready) or "<none>"
+        lines = [f"Endpoints {self.service}: {ready}"]
+        lines += [f"  not ready: {e.pod} {e.ip}:{e.port}" for e in self if not e.ready]
+        return "\n".join(lines)
 
 
 class Lab:
@@ -81,6 +101,10 @@ class Lab:
             warnings.warn(self.notice, LabkitNotice, stacklevel=2)
             self._backend = registry.create("sim", seed=seed)
         self._closed = False
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.events: collections.deque[str] = collections.deque(maxlen=200)
         # Whatever happens to this object (garbage collection, interpreter exit), the lab goes.
         self._finalizer = weakref.finalize(self, self._backend.close)
         try:
@@ -101,14 +125,18 @@ class Lab:
 
     def close(self) -> None:
         """Remove everything the lab created (containers, links, rules). Safe to call twice."""
-        if not self._closed:
-            self._closed = True
-            self._finalizer()
+        self._stop.set()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._finalizer()
 
     def detach(self) -> None:
         """Leave the lab running after this object goes (the CLI's ``up``); ``labkit down`` removes it."""
-        self._closed = True
-        self._finalizer.detach()
+        self._stop.set()
+        with self._lock:
+            self._closed = True
+            self._finalizer.detach()
 
     @property
     def simulated(self) -> bool:
@@ -131,10 +159,67 @@ class Lab:
 
     # ------------------------------------------------------------ changes
     def _commit(self, new: Cluster, op: dict[str, Any]) -> None:
-        self._check_open()
+        with self._lock:
+            self._check_open()
+            self._backend.sync(self.cluster, new)
+            self.cluster = new
+            self.history.append(op)
+            self._refresh_readiness()
+            self._ensure_watcher()
+
+    # ------------------------------------------------------------ readiness
+    def _probed(self) -> list[tuple[str, int]]:
+        return [(ref, c.readiness_probe.period_seconds) for ref, p in self.cluster.pods.items()
+                for c in p.spec.containers if c.readiness_probe is not None]
+
+    def _refresh_readiness(self) -> None:
+        """Run every readiness probe once; if endpoints change, enforce them before returning."""
+        if not self._probed():
+            return
+        not_ready = self._backend.not_ready(self.cluster)
+        if not_ready == set(self.cluster.not_ready):
+            return
+        new = self.cluster.with_readiness(not_ready)
         self._backend.sync(self.cluster, new)
+        for ref in sorted(set(self.cluster.not_ready) ^ not_ready):
+            state = "not ready" if ref in not_ready else "ready"
+            detail = self._backend.readiness_detail(ref)
+            self.events.append(f"pod {ref} is {state}" + (f" ({detail})" if detail else ""))
         self.cluster = new
-        self.history.append(op)
+
+    def _ensure_watcher(self) -> None:
+        if self._watcher is None and not self.simulated and self._probed():
+            self._watcher = threading.Thread(target=self._watch, name=f"labkit-readiness-{self.name}", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while True:
+            probed = self._probed()
+            if self._stop.wait(max(1, min((p for _, p in probed), default=5))):
+                return
+            try:
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._refresh_readiness()
+            except Exception as exc:  # a background error must never vanish: keep it for the learner
+                log.warning("lab %s: readiness check failed: %s", self.name, exc)
+                self.events.append(f"readiness check failed: {exc}")
+
+    def endpoints(self, service: str) -> "Endpoints":
+        """The pods behind a Service (``"x/web"``), per port, ready or not — like ``kubectl get endpoints``."""
+        ref = pod_ref(service)
+        if ref not in self.cluster.services:
+            raise NotFound(f"Service {ref!r} not found")
+        svc_obj = self.cluster.services[ref]
+        return Endpoints(ref, [e for p in svc_obj.ports for e in services.endpoints(self.cluster, svc_obj, p)])
+
+    def reset_connections(self) -> int:
+        """Forget every tracked connection (``conntrack -F`` in each node): established flows that a new
+        policy would deny are cut. Returns the number of nodes flushed (0 on sim)."""
+        with self._lock:
+            self._check_open()
+            return self._backend.reset_connections()
 
     def _change(self, op: dict[str, Any]) -> Changes:
         new, changes = _model_op(self.cluster, op)
@@ -156,6 +241,11 @@ class Lab:
         """Merge labels into a pod (``"x/b"``) or namespace (``"x"``); a value of None removes the key."""
         return self._change({"op": "label", "kind": kind, "ref": ref, "labels": dict(labels)})
 
+    def replay(self, history: list[dict[str, Any]]) -> None:
+        """Re-run recorded operations (``lab.history`` of another lab) on this lab."""
+        for op in history:
+            self._change(op)
+
     # ------------------------------------------------------------ looking
     @property
     def pods(self) -> list[str]:
@@ -172,16 +262,20 @@ class Lab:
         return self.cluster.service_ips[ref]
 
     def probe(self, src: str, dst: str, port: int = 80, protocol: str = "TCP", timeout: float = 1.0) -> ProbeResult:
-        """Try to connect from pod ``src`` to ``dst`` (pod ref ``ns/name``, IP or DNS name)."""
+        """Try to connect from pod ``src`` to ``dst`` (pod ref ``ns/name``, IP or DNS name).
+
+        ``src="internet"`` connects from the lab's internet host (it reaches node addresses,
+        e.g. a NodePort on ``198.18.0.1``)."""
         self._check_open()
-        src, dst = self.cluster.pod(src).ref, oracle.resolve_destination(self.cluster, dst)
         fields.port_number(port, "port")
         fields.protocol(protocol, "protocol")
-        if "/" in dst:  # a pod ref: connect to its IP
-            target = self.pod_ip(dst)
+        if src != oracle.INTERNET:
+            src = self.cluster.pod(src).ref
+        dst = oracle.resolve_destination(self.cluster, dst)
+        target = self.pod_ip(dst) if "/" in dst else dst
+        with self._lock:
             result = self._backend.probe(self.cluster, [ProbeRequest(src, target, port, protocol)], timeout)[0]
-            return _renamed(result, dst)
-        return self._backend.probe(self.cluster, [ProbeRequest(src, dst, port, protocol)], timeout)[0]
+        return _renamed(result, dst)
 
     def _pods(self, pods: list[str] | None, namespaces: list[str] | None) -> list[str]:
         if pods is not None:
@@ -193,6 +287,7 @@ class Lab:
                  namespaces: list[str] | None = None) -> Matrix:
         """The oracle's matrix: which pod may open ``port/protocol`` on which pod's IP."""
         refs = self._pods(pods, namespaces)
+        fields.port_number(port, "port")
         rows = reach.matrix_rows(self.cluster, refs, port, fields.protocol(protocol, "protocol"))
         return Matrix(refs, port, protocol, rows, rows, "expected")
 
@@ -205,7 +300,8 @@ class Lab:
             return Matrix(expected.pods, port, protocol, list(expected.expected), expected.expected, "simulated")
         refs = expected.pods
         requests = [ProbeRequest(s, self.cluster.pod_ips[d], port, protocol) for s in refs for d in refs]
-        results = self._backend.probe(self.cluster, requests, timeout)
+        with self._lock:
+            results = self._backend.probe(self.cluster, requests, timeout)
         observed, cells = [0] * len(refs), {}
         for k, result in enumerate(results):
             i, j = divmod(k, len(refs))
@@ -216,13 +312,16 @@ class Lab:
 
     def explain(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> oracle.Explanation:
         """Why ``src`` can or cannot reach ``dst``: the deciding policies and rules, in sentences."""
+        fields.port_number(port, "port")
+        fields.port_number(port, "port")
         return oracle.explain(self.cluster, src, oracle.resolve_destination(self.cluster, dst), port,
                               fields.protocol(protocol, "protocol"))
 
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         """Run ``argv`` in ``pod`` (its first container unless ``container`` is given)."""
         self._check_open()
-        return self._backend.exec(self.cluster, self.cluster.pod(pod).ref, list(argv), container)
+        with self._lock:
+            return self._backend.exec(self.cluster, self.cluster.pod(pod).ref, list(argv), container)
 
     def rules(self) -> str:
         """The nftables ruleset in force in the lab's nodes."""

@@ -105,7 +105,9 @@ def render(cluster: Cluster, node_index: int) -> str:
              f"    ip daddr {node_ip} meta l4proto . th dport vmap @nodeport-dispatch", "  }",
              "  chain dnat-local {", "    type nat hook output priority -100; policy accept;", f"    {lookup}", "  }",
              "  chain snat-out {", "    type nat hook postrouting priority srcnat; policy accept;",
-             f"    meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade", "  }"]
+             f"    meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade",
+             f"    ip saddr {addr.POD_CIDR} ip daddr {addr.INTERNET_CIDR} masquerade comment "
+             '"pods reach the internet from their node\'s address"', "  }"]
     for name, hook, priority in (("svc-guard-in", "prerouting", "dstnat + 10"), ("svc-guard-local", "output", "-90")):
         lines += [f"  chain {name} {{", f"    type filter hook {hook} priority {priority}; policy accept;",
                   "    ct state new ip daddr . meta l4proto . th dport vmap @svc-empty",

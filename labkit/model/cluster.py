@@ -146,8 +146,11 @@ class Cluster:
 
     def _add_pod(self, pod: Pod, keep: Pod | None = None) -> None:
         index = self._place(pod)
+        probed = any(c.readiness_probe is not None for c in pod.spec.containers)
         if keep is not None and self.pod_nodes.get(pod.ref) == index:
             self.pods[pod.ref] = pod
+            if probed and keep.spec != pod.spec:  # new containers: not ready until their probe passes
+                self.not_ready = self.not_ready | {pod.ref}
             return
         if keep is not None:
             self._forget_pod(pod.ref)
@@ -156,6 +159,8 @@ class Cluster:
         ip = addr.next_free(network, used, self.ip_cursors.get(index), {addr.node_gateway(index)})
         self.ip_cursors[index] = ip
         self.pods[pod.ref], self.pod_ips[pod.ref], self.pod_nodes[pod.ref] = pod, ip, index
+        if probed:  # like the kubelet: a pod with a readinessProbe starts not ready
+            self.not_ready = self.not_ready | {pod.ref}
 
     def _place(self, pod: Pod) -> int:
         if pod.spec.node_name is not None:

@@ -56,8 +56,16 @@ class Backend(ABC):
         """The nftables ruleset in force (or, when simulated, the one that would be)."""
 
     def not_ready(self, cluster: Cluster) -> set[str]:
-        """Pods whose readiness probe fails now (the sim backend: none)."""
+        """Run readiness probes once; return the pods not ready now (the sim backend: none)."""
         return set()
+
+    def readiness_detail(self, ref: str) -> str:
+        """What the last readiness probe of ``ref`` said."""
+        return ""
+
+    def reset_connections(self) -> int:
+        """Forget tracked connections, so established flows face the rules in force again."""
+        return 0
 
     @abstractmethod
     def close(self) -> None:

@@ -17,6 +17,7 @@ from labkit.model.objects import Pod
 from labkit.semantics import policy as pol
 from labkit.semantics import services as svc
 
+INTERNET = "internet"
 INTERNET_PORTS = {(80, "TCP"), (443, "TCP"), (80, "UDP"), (443, "UDP")}
 DNS_POD = "kube-system/coredns"
 
@@ -76,7 +77,11 @@ def is_ip(value: str) -> bool:
 
 
 def explain(cluster: Cluster, src: str, dst: str, port: int, protocol: str = "TCP") -> Explanation:
-    """Explain whether pod ``src`` can open ``port/protocol`` on ``dst`` (pod ref, IP or DNS name)."""
+    """Explain whether pod ``src`` can open ``port/protocol`` on ``dst`` (pod ref, IP or DNS name).
+
+    ``src="internet"`` is the lab's internet host, which reaches only the nodes (NodePorts)."""
+    if src == INTERNET:
+        return _from_internet(cluster, dst, port, protocol)
     source = cluster.pod(src)
     reasons: list[str] = []
     if is_ip(dst):
@@ -146,6 +151,48 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
         return [_to_internet(cluster, source, ip, port, protocol)]
     return [Outcome(False, None, (f"{ip} is outside the lab: the fence drops every packet that would leave it",),
                     "timed out")]
+
+
+def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Explanation:
+    nodes = {addr.node_ip(i): addr.node_name(i) for i in range(1, cluster.node_count + 1)}
+    ip = addr.node_ip(cluster.node_names.index(dst) + 1) if dst in cluster.node_names else dst
+    result = Explanation(INTERNET, dst, port, protocol, False, [])
+    if ip not in nodes:
+        result.reasons.append(f"the internet host routes only to the nodes ({addr.NODE_FABRIC}); {dst} is not a "
+                              "node address, so pods and ClusterIPs are unreachable from outside the cluster")
+        result.outcomes.append(Outcome(False, None, tuple(result.reasons), "network unreachable"))
+        return result
+    match = [(s, p) for s in cluster.services.values() for p in s.ports
+             if p.node_port == port and p.protocol == protocol]
+    if not match:
+        reason = f"no Service has NodePort {port}/{protocol}, so {nodes[ip]} ({ip}) refuses the connection"
+        result.reasons.append(reason)
+        result.outcomes.append(Outcome(False, None, (reason,), "connection refused"))
+        return result
+    service, sport = match[0]
+    eps = svc.ready_endpoints(cluster, service, sport)
+    head = f"{ip}:{port}/{protocol} is NodePort {port} of Service {service.ref} on {nodes[ip]}"
+    if not eps:
+        result.outcomes.append(Outcome(False, None, (f"{head}, which has no ready endpoints: rejected",),
+                                       "connection refused"))
+    for e in eps:
+        target = cluster.pods[e.pod]
+        ing = pol.ingress(cluster, target, None, addr.INTERNET_HOST_IP, e.port, protocol)
+        serving = any(p.container_port == e.port and p.protocol == protocol for p in target.spec.ports())
+        ok = ing.allowed and serving
+        why = ing.reason if serving else f"nothing in {e.pod} listens on {e.port}/{protocol}"
+        result.outcomes.append(Outcome(ok, e.pod if ok else None, (f"{head}; it sends to {e.pod} ({e.ip}:{e.port})",
+                                                                    why), None if ok else (
+            "timed out" if serving else "connection refused"), (ing,)))
+    return _finish(result)
+
+
+def _finish(result: Explanation) -> Explanation:
+    allowed = [o for o in result.outcomes if o.allowed]
+    result.allowed = bool(allowed)
+    for o in result.outcomes:
+        result.reasons.extend(o.reasons)
+    return result
 
 
 def _prefixed(head: str, outcome: Outcome) -> Outcome:

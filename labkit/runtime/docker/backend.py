@@ -18,7 +18,7 @@ from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import Backend, ProbeRequest
-from labkit.runtime.docker import engine, image, nodes, pods
+from labkit.runtime.docker import engine, image, nodes, pods, readiness
 
 log = logging.getLogger(__name__)
 POD_WORKERS = 6
@@ -37,6 +37,7 @@ class DockerBackend(Backend):
         self.internet = None
         self._rules: dict[int, str] = {}
         self._dns = ""
+        self._prober = readiness.Prober(self.client)
         self._info: dict | None = None
 
     # ------------------------------------------------------------ life cycle
@@ -176,16 +177,18 @@ class DockerBackend(Backend):
     # ------------------------------------------------------------ looking
     def probe(self, cluster: Cluster, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
         groups: dict[int, list[tuple[int, ProbeRequest]]] = {}
-        for k, r in enumerate(requests):
-            groups.setdefault(cluster.pod_nodes[r.src], []).append((k, r))
+        for k, r in enumerate(requests):  # group 0: the internet host
+            groups.setdefault(0 if r.src == "internet" else cluster.pod_nodes[r.src], []).append((k, r))
         results: list[ProbeResult | None] = [None] * len(requests)
 
         def run(item: tuple[int, list[tuple[int, ProbeRequest]]]) -> None:
             index, batch = item
             payload = {"timeout": timeout, "probes": [
-                {"id": str(k), "netns": self.pods[r.src].netns, "dst": r.dst, "port": r.port,
-                 "protocol": r.protocol, "resolv_conf": self.pods[r.src].resolv_conf} for k, r in batch]}
-            answer = engine.agent(self.client, self.nodes[index - 1].id, "probe", payload, timeout=timeout * 4 + 30)
+                {"id": str(k), "dst": r.dst, "port": r.port, "protocol": r.protocol} | (
+                    {} if index == 0 else {"netns": self.pods[r.src].netns, "resolv_conf": self.pods[r.src].resolv_conf})
+                for k, r in batch]}
+            where = self.internet.id if index == 0 else self.nodes[index - 1].id
+            answer = engine.agent(self.client, where, "probe", payload, timeout=timeout * 4 + 30)
             for res in answer["results"]:
                 k = int(res["id"])
                 r = requests[k]
@@ -219,6 +222,21 @@ class DockerBackend(Backend):
             header = f"# {node.name}\n" if len(self.nodes) > 1 else ""
             out.append(header + answer.get("text", ""))
         return "\n".join(out)
+
+    def not_ready(self, cluster: Cluster) -> set[str]:
+        return self._prober.run(cluster, self.pods, self.nodes)
+
+    def readiness_detail(self, ref: str) -> str:
+        state = self._prober.states.get(ref)
+        return state.last if state else ""
+
+    def reset_connections(self) -> int:
+        """Forget every tracked flow in every node (conntrack -F); returns how many nodes did it."""
+        for node in self.nodes:
+            code, out, err = engine.exec_raw(self.client, node.id, ["conntrack", "-F"], timeout=10)
+            if code != 0:
+                raise BackendError(f"conntrack -F in {node.name} failed: {(out + err).decode(errors='replace')}")
+        return len(self.nodes)
 
     def info(self) -> dict:
         """What the lab image's kernel offers (SCTP sockets, tool versions)."""

@@ -109,4 +109,5 @@ def configure_internet(client, container) -> None:
     _sh(client, container, "\n".join([
         f"ip addr add {addr.INTERNET_HOST_IP}/24 dev {names.FABRIC_LINK}",
         f"ip link set {names.FABRIC_LINK} up",
-        f"ip route add default via {INTERNET_GATEWAY}"]))
+        # Like a host on the real internet, it reaches the nodes, never pod or Service IPs.
+        f"ip route add {addr.NODE_FABRIC} via {INTERNET_GATEWAY}"]))
