@@ -112,6 +112,7 @@ class Lab:
                 self._backend.start(name, self.cluster)
             else:
                 self._backend.attach(name, self.cluster)
+                self._refresh_readiness()  # the model restarts every probed pod as not ready
         except BaseException:  # including Ctrl-C: leave nothing behind
             self.close()
             raise
@@ -313,9 +314,13 @@ class Lab:
     def explain(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> oracle.Explanation:
         """Why ``src`` can or cannot reach ``dst``: the deciding policies and rules, in sentences."""
         fields.port_number(port, "port")
-        fields.port_number(port, "port")
-        return oracle.explain(self.cluster, src, oracle.resolve_destination(self.cluster, dst), port,
-                              fields.protocol(protocol, "protocol"))
+        explanation = oracle.explain(self.cluster, src, oracle.resolve_destination(self.cluster, dst), port,
+                                     fields.protocol(protocol, "protocol"))
+        if not self.simulated and not self._closed:
+            with self._lock:
+                explanation.chains = self._backend.deciding_rules(
+                    self.cluster, [d for o in explanation.outcomes for d in o.decisions])
+        return explanation
 
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         """Run ``argv`` in ``pod`` (its first container unless ``container`` is given)."""

@@ -149,7 +149,9 @@ def parse_service(doc: dict, namespace: str, name: str, labels: dict) -> Service
     if cluster_ip == "None" and svc_type != "ClusterIP":
         raise ModelError("a headless Service (clusterIP: None) must have type ClusterIP", path=spec.at("type"))
     selector = spec.data.get("selector")
-    selector = None if selector is None else f.labels(selector, spec.at("selector"))
+    # "If empty or not present, the service is assumed to have an external process managing its
+    # endpoints" (ServiceSpec API): an empty selector selects no pods, unlike a label selector.
+    selector = None if selector is None else (f.labels(selector, spec.at("selector")) or None)
     affinity = f.one_of(spec.get("sessionAffinity", "None"), ("None", "ClientIP"), spec.at("sessionAffinity"))
     items = spec.list("ports")
     if not items and cluster_ip != "None":

@@ -63,6 +63,10 @@ class Backend(ABC):
         """What the last readiness probe of ``ref`` said."""
         return ""
 
+    def deciding_rules(self, cluster: Cluster, decisions: list) -> list[str]:
+        """The kernel rules behind policy decisions (none when simulated)."""
+        return []
+
     def reset_connections(self) -> int:
         """Forget tracked connections, so established flows face the rules in force again."""
         return 0

@@ -54,7 +54,10 @@ class Explanation:
     def __str__(self) -> str:
         verdict = "allowed" if self.allowed else "denied"
         head = f"{self.src} -> {self.dst} on {self.port}/{self.protocol}: {verdict}."
-        return "\n".join([head] + [f"  - {r}." for r in self.reasons])
+        lines = [head] + [f"  - {r}." for r in self.reasons]
+        if self.chains:
+            lines += ["  In the kernel:"] + [f"    {c}" for c in self.chains]
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"<Explanation {self.src} -> {self.dst} {self.port}/{self.protocol}: " \
@@ -63,6 +66,9 @@ class Explanation:
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.allowed else "#cf222e"
         items = "".join(f"<li>{html.escape(r)}</li>" for r in self.reasons)
+        if self.chains:
+            items += "<li>In the kernel:<ul>" + "".join(f"<li><code>{html.escape(c)}</code></li>"
+                                                         for c in self.chains) + "</ul></li>"
         return (f"<div><b style='color:{colour}'>{'ALLOWED' if self.allowed else 'DENIED'}</b> "
                 f"<code>{html.escape(self.src)} &rarr; {html.escape(self.dst)}</code> on "
                 f"{self.port}/{self.protocol}<ul>{items}</ul></div>")

@@ -26,6 +26,7 @@ class Decision:
     policy: str | None = None  # the policy whose rule allowed it
     rule: int | None = None
     reason: str = ""
+    subject: str = ""  # the pod whose isolation is judged (destination for ingress, source for egress)
 
 
 @lru_cache(maxsize=4096)
@@ -116,17 +117,17 @@ def _decide(cluster: Cluster, subject: Pod, direction: str, other: Pod | None, o
     policies = selecting(cluster, subject, direction.capitalize())
     refs = tuple(p.ref for p in policies)
     if not policies:
-        return Decision(direction, True, refs, reason=(
+        return Decision(direction, True, refs, subject=subject.ref, reason=(
             f"no NetworkPolicy selects {subject.ref} for {direction}, so its {direction} is allowed by default"))
     for policy in policies:
         rules = policy.ingress if direction == "ingress" else policy.egress
         for i, rule in enumerate(rules):
             if rule_matches(cluster, policy, rule, other, other_ip, port, protocol, target):
-                return Decision(direction, True, refs, policy.ref, i, reason=(
+                return Decision(direction, True, refs, policy.ref, i, subject=subject.ref, reason=(
                     f"{subject.ref} is isolated for {direction} by {', '.join(refs)}; {direction} rule {i} "
                     f"of {policy.ref} ({describe_rule(rule, policy, direction)}) allows {other_name} "
                     f"on {port}/{protocol}"))
-    return Decision(direction, False, refs, reason=(
+    return Decision(direction, False, refs, subject=subject.ref, reason=(
         f"{subject.ref} is isolated for {direction} by {', '.join(refs)}, and no rule of "
         f"{'that policy' if len(refs) == 1 else 'those policies'} allows {other_name} on {port}/{protocol}"))
 

@@ -11,8 +11,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from labkit import __version__
-from labkit.dataplane import dns, names, ruleset
+from labkit.dataplane import dns, names, nft_pol, ruleset
 from labkit.errors import BackendError, BackendUnavailable, CommandError
+from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.model.parse_workloads import LAB_IMAGE
@@ -21,6 +22,20 @@ from labkit.runtime.base import Backend, ProbeRequest
 from labkit.runtime.docker import engine, image, nodes, pods, readiness
 
 log = logging.getLogger(__name__)
+
+
+def _chain_lines(text: str, chain: str) -> list[str]:
+    """The rule lines of ``chain`` in ``nft list`` output."""
+    lines, inside = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("chain "):
+            inside = stripped.split()[1] == chain
+        elif inside and stripped == "}":
+            inside = False
+        elif inside and stripped:
+            lines.append(stripped)
+    return lines
 POD_WORKERS = 6
 
 
@@ -222,6 +237,30 @@ class DockerBackend(Backend):
             header = f"# {node.name}\n" if len(self.nodes) > 1 else ""
             out.append(header + answer.get("text", ""))
         return "\n".join(out)
+
+    def deciding_rules(self, cluster: Cluster, decisions: list) -> list[str]:
+        """For each policy decision, the nft chain and rule (with its counter) that made it."""
+        out, listed = [], {}
+        for d in decisions:
+            if not d.isolating:
+                out.append(f"{d.subject}: not isolated for {d.direction}, so no chain of inet {names.POL_TABLE} "
+                           "judges it (accepted)")
+                continue
+            node = cluster.pod_nodes[d.subject]
+            entry = nft_pol.pod_chain(d.direction, d.subject)
+            if d.allowed and d.policy:
+                chain = nft_pol.policy_chain(cluster.policies[d.policy], d.direction)
+                marker = f"{d.policy} {d.direction}[{d.rule}]"
+            else:
+                chain, marker = entry, "no policy allows it"
+            if (node, chain) not in listed:
+                answer = engine.agent(self.client, self.nodes[node - 1].id, "nft-list",
+                                      {"tables": [f"inet {names.POL_TABLE}"]})
+                listed[(node, chain)] = _chain_lines(answer.get("text", ""), chain)
+            rule = next((line for line in listed[(node, chain)] if marker in line), "(rule not found)")
+            via = f"{entry} -> {chain}" if chain != entry else entry
+            out.append(f"{addr.node_name(node)}: inet {names.POL_TABLE} {via}: {rule}")
+        return out
 
     def not_ready(self, cluster: Cluster) -> set[str]:
         return self._prober.run(cluster, self.pods, self.nodes)
