@@ -15,6 +15,7 @@ import weakref
 from dataclasses import replace
 from typing import Any, Mapping
 
+from labkit.connection import Connection
 from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
 from labkit.model import fields
 from labkit.model.cluster import Change, Cluster, pod_ref
@@ -105,6 +106,7 @@ class Lab:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.events: collections.deque[str] = collections.deque(maxlen=200)
+        self._connections: set[Connection] = set()
         # Whatever happens to this object (garbage collection, interpreter exit), the lab goes.
         self._finalizer = weakref.finalize(self, self._backend.close)
         try:
@@ -127,6 +129,8 @@ class Lab:
     def close(self) -> None:
         """Remove everything the lab created (containers, links, rules). Safe to call twice."""
         self._stop.set()
+        for conn in list(self._connections):
+            conn.close()
         with self._lock:
             if not self._closed:
                 self._closed = True
@@ -214,6 +218,21 @@ class Lab:
             raise NotFound(f"Service {ref!r} not found")
         svc_obj = self.cluster.services[ref]
         return Endpoints(ref, [e for p in svc_obj.ports for e in services.endpoints(self.cluster, svc_obj, p)])
+
+    def connect(self, src: str, dst: str, port: int = 80, timeout: float = 1.0) -> Connection:
+        """Open one TCP connection from pod ``src`` to ``dst`` (pod ref or IP) and keep it open.
+
+        ``conn.send()`` talks over the same established flow: conntrack keeps it alive even after a
+        NetworkPolicy starts denying new connections, until ``lab.reset_connections()``."""
+        self._check_open()
+        src = self.cluster.pod(src).ref
+        dst = oracle.resolve_destination(self.cluster, dst)
+        target = self.pod_ip(dst) if "/" in dst else dst
+        with self._lock:
+            conn = Connection(self._backend.connect(self.cluster, src, target, port, timeout),
+                              on_close=self._connections.discard)
+        self._connections.add(conn)
+        return conn
 
     def reset_connections(self) -> int:
         """Forget every tracked connection (``conntrack -F`` in each node): established flows that a new

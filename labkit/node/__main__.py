@@ -10,7 +10,7 @@ import sys
 
 from .errors import NodeError
 
-USAGE = ("usage: python3 -m labkit.node {serve,probe,cni,nft,nft-list,sysctl,exec-in,info}"
+USAGE = ("usage: python3 -m labkit.node {serve,connect,probe,cni,nft,nft-list,sysctl,exec-in,info}"
          " (JSON object on stdin, JSON object on stdout)")
 
 
@@ -61,6 +61,9 @@ def main(argv=None):
         if not argv:
             raise NodeError(USAGE)
         command, rest = argv[0], argv[1:]
+        if command == "connect":
+            from . import connect
+            return connect.main()
         if command == "serve":
             from . import serve
             try:

@@ -21,6 +21,7 @@ READ_TIMEOUT = 0.3
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 IPPROTO_SCTP = getattr(socket, "IPPROTO_SCTP", 132)
 _NO_SCTP = (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT)
+HOLD_TIMEOUT = 600.0
 _HTTP_LINE = re.compile(rb"^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|TRACE|CONNECT) \S+")
 
 
@@ -69,6 +70,11 @@ def answer_stream(conn, body):
     """Serve one accepted TCP/SCTP connection."""
     try:
         data = _read_line(conn, time.monotonic() + READ_TIMEOUT)
+        if data.strip() == b"hold":  # a long-lived connection: answer every line until it closes
+            conn.sendall(body)
+            while _read_line(conn, time.monotonic() + HOLD_TIMEOUT):
+                conn.sendall(body)
+            return
         match = _HTTP_LINE.match(data)
         if match:
             deadline = time.monotonic() + READ_TIMEOUT
@@ -85,8 +91,8 @@ def answer_stream(conn, body):
         conn.shutdown(socket.SHUT_WR)
         # Drain what the client still sends so close() does not turn into a reset.
         _read_line(conn, time.monotonic() + 0.2, limit=65536)
-    except OSError:
-        pass
+    except OSError as exc:  # the client went away or reset: nothing left to answer
+        _log("connection ended early: %s" % exc)
     finally:
         conn.close()
 

@@ -67,6 +67,10 @@ class Backend(ABC):
         """The kernel rules behind policy decisions (none when simulated)."""
         return []
 
+    def connect(self, cluster: Cluster, src: str, dst_ip: str, port: int, timeout: float):
+        """Open a long-lived TCP connection from pod ``src`` (see ``labkit.connection``)."""
+        raise NotImplementedError
+
     def reset_connections(self) -> int:
         """Forget tracked connections, so established flows face the rules in force again."""
         return 0

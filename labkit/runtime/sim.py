@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+from labkit.connection import SimConnection
 from labkit.errors import BackendUnavailable
 from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
@@ -20,12 +21,23 @@ class SimBackend(Backend):
 
     def __init__(self, seed: int = 0):
         self._random = random.Random(seed)
+        self._flushes = 0
+        self._cluster: Cluster | None = None
 
     def start(self, lab: str, cluster: Cluster) -> None:
         self.lab = lab
 
     def sync(self, old: Cluster, new: Cluster) -> None:
-        return None
+        self._cluster = new
+
+    def connect(self, cluster: Cluster, src: str, dst_ip: str, port: int, timeout: float):
+        self._cluster = cluster
+        return SimConnection(lambda: explain(self._cluster, src, dst_ip, port, "TCP"), lambda: self._flushes,
+                             src, dst_ip, port)
+
+    def reset_connections(self) -> int:
+        self._flushes += 1
+        return 1
 
     def probe(self, cluster: Cluster, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
         results = []

@@ -269,6 +269,11 @@ class DockerBackend(Backend):
         state = self._prober.states.get(ref)
         return state.last if state else ""
 
+    def connect(self, cluster: Cluster, src: str, dst_ip: str, port: int, timeout: float):
+        from labkit.runtime.docker.connection import DockerConnection  # noqa: PLC0415
+        handle = self.pods[src]
+        return DockerConnection(self.client, handle.node.id, handle.netns, src, dst_ip, port, timeout)
+
     def reset_connections(self) -> int:
         """Forget every tracked flow in every node (conntrack -F); returns how many nodes did it."""
         for node in self.nodes:
