@@ -49,11 +49,13 @@ def _docker_required():
 
 
 def labelled_labs() -> set[str]:
+    """Labs with containers created by this test process (other processes' labs are theirs)."""
+    from labkit.dataplane import names
     client = _state.get("client")
     if client is None:
         return set()
-    return {c.labels.get("io.labkit.lab", "") for c in client.containers.list(
-        all=True, filters={"label": "io.labkit.lab"})}
+    return {c.labels.get(names.LAB, "") for c in client.containers.list(
+        all=True, filters={"label": f"{names.SESSION}={names.SESSION_ID}"})}
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ labkit's. Nobody else formats such a name.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 PREFIX = "labkit"
@@ -19,6 +20,8 @@ POD = "io.labkit.pod"            # ns/name
 NODE = "io.labkit.node"          # node-1
 CONTAINER = "io.labkit.container"
 VERSION = "io.labkit.version"
+SESSION = "io.labkit.session"    # the Python process that created it (tests use it to spot leaks)
+SESSION_ID = f"{os.getpid()}-{os.urandom(3).hex()}"
 NODE_CODE = "io.labkit.node-sha256"  # hash of the in-image agent, on the image
 
 # Links inside node network namespaces
@@ -69,7 +72,7 @@ def app_container(lab: str, pod: str, container: str) -> str:
 
 
 def labels(lab: str, role: str, **extra: str) -> dict[str, str]:
-    out = {LAB: lab, ROLE: role}
+    out = {LAB: lab, ROLE: role, SESSION: SESSION_ID}
     keys = {"pod": POD, "node": NODE, "container": CONTAINER, "version": VERSION}
     out.update({keys[k]: v for k, v in extra.items() if v is not None})
     return out

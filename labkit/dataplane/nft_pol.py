@@ -66,7 +66,9 @@ def _port_matches(cluster: Cluster, pp: PolicyPort) -> list[str] | None:
                       key=lambda e: (_ip_key(e[0]), e[1]))
     if not elements:
         return None  # no pod exposes this named port: the entry matches nothing
-    return ["ip daddr . meta l4proto . th dport " + _set([f"{ip} . {proto} . {port}" for ip, port in elements])]
+    # A concatenation must always be matched against a set, even of one element.
+    return ["ip daddr . meta l4proto . th dport { " + ", ".join(f"{ip} . {proto} . {port}" for ip, port in elements)
+            + " }"]
 
 
 def _rule_lines(cluster: Cluster, policy: NetworkPolicy, rule: PolicyRule, index: int, direction: str) -> list[str]:

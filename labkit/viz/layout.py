@@ -82,10 +82,10 @@ def compute_layout(cluster: Cluster, include_system: bool = False) -> Layout:
                 out.pods[ref] = (cx, -r * ROW)
         x += width + NODE_GAP
     xmax = x - NODE_GAP
-    _place_services(cluster, out, shown_services(cluster, include_system), xmax, top + 1.3)
+    _place_services(cluster, out, shown_services(cluster, include_system), xmax, top + 1.1)
     xs = [p[0] for p in out.services.values()]
     out.extent = (min([0.0, *xs]) - 0.6, max([xmax, *xs]) + 0.6, bottom - 0.2,
-                  top + (2.3 if out.services else 0.45))
+                  top + (2.1 if out.services else 0.45))
     return out
 
 
