@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from labkit import __version__, store
-from labkit.errors import LabkitError, ModelError, NotFound
+from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
 from labkit.lab import Lab, LabkitNotice
 
 
@@ -202,10 +202,16 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from labkit.runtime.docker import image  # noqa: PLC0415
-    _err(f"building {image.tag()} ({'offline: debootstrap + docker import' if args.offline else 'docker build'})")
-    log = image.build(offline=args.offline)
-    _out(log)
+    from labkit.runtime.docker import engine, image  # noqa: PLC0415
+    if not args.force:
+        try:
+            _out(f"{image.check(engine.connect())} is up to date")
+            return 0
+        except BackendUnavailable as exc:
+            _err(str(exc))
+    offline = args.offline or (not args.dockerfile and image.can_build_offline())
+    _err(f"building {image.tag()} ({'offline: debootstrap + docker import' if offline else 'docker build'})")
+    _out(image.build(offline=offline).strip().splitlines()[-1])
     return 0
 
 
@@ -254,9 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true")
     add("doctor", cmd_doctor, "what this machine offers labkit")
     images = sub.add_parser("images", help="the lab image").add_subparsers(dest="images_command", required=True)
-    sp = images.add_parser("build", help="build the lab image into the Docker engine")
-    sp.add_argument("--offline", action="store_true",
-                    help="build without a registry (debootstrap from the apt mirror, then docker import)")
+    sp = images.add_parser("build", help="build the lab image into the Docker engine (when missing or stale)")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--offline", action="store_true",
+                     help="build without a registry (debootstrap from the apt mirror, then docker import)")
+    how.add_argument("--dockerfile", action="store_true", help="docker build FROM debian:bookworm-slim")
+    sp.add_argument("--force", action="store_true", help="build even when the image is up to date")
     sp.set_defaults(func=cmd_images)
     sp = sub.add_parser("notebooks", help="copy the course notebooks to DEST (never overwrites)")
     sp.add_argument("dest")

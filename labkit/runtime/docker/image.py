@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -62,6 +63,11 @@ def environments_dir() -> Path:
     if clone.is_dir():
         return clone
     raise BackendUnavailable("environments/ (the image recipes) is missing from this installation")
+
+
+def can_build_offline() -> bool:
+    """The offline build needs Linux and root (debootstrap)."""
+    return sys.platform.startswith("linux") and hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def build(offline: bool = True) -> str:
