@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 
 from labkit.connection import SimConnection
+from labkit.dataplane import ruleset
 from labkit.errors import BackendUnavailable
 from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
@@ -55,8 +56,10 @@ class SimBackend(Backend):
                                  "use backend='docker' (see `labkit doctor`) to exec in pods")
 
     def rules(self, cluster: Cluster) -> str:
-        raise BackendUnavailable("the sim backend applies no kernel rules yet: use backend='docker' "
-                                 "to see the nftables ruleset")
+        head = "# simulated: the nftables ruleset the docker backend would apply in each node\n"
+        parts = [(f"# {name}\n" if cluster.node_count > 1 else "") + ruleset.render(cluster, i)
+                 for i, name in enumerate(cluster.node_names, start=1)]
+        return head + "\n".join(parts)
 
     def close(self) -> None:
         return None

@@ -1,0 +1,266 @@
+"""Services, cluster DNS and the lab's internet host as the oracle sees them."""
+from __future__ import annotations
+
+import pytest
+
+from labkit.model.cluster import Cluster
+from labkit.model.manifests import parse
+from labkit.semantics import services as svc
+from labkit.semantics.oracle import explain
+from labkit.semantics.reach import matrix_rows
+
+
+def ns(name):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def pod(ref, labels, ports):
+    n, p = ref.split("/")
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": p, "namespace": n, "labels": labels},
+            "spec": {"containers": [{"name": "app", "ports": ports}]}}
+
+
+def service(ref, selector, ports, **spec):
+    n, name = ref.split("/")
+    body = {"ports": ports, **spec} if ports is not None else dict(spec)
+    if selector is not None:
+        body["selector"] = selector
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": n}, "spec": body}
+
+
+def netpol(ref, spec):
+    n, name = ref.split("/")
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": n}, "spec": spec}
+
+
+# w1 serves "http" on 8080, w2 on 9090: one Service sends to each on its own number.
+BASE = [ns("x"), ns("y"),
+        pod("x/client", {"role": "client"}, [{"containerPort": 80}]),
+        pod("y/client", {"role": "client"}, [{"containerPort": 80}]),
+        pod("x/w1", {"app": "web"}, [{"containerPort": 8080, "name": "http"}]),
+        pod("x/w2", {"app": "web"}, [{"containerPort": 9090, "name": "http"}]),
+        pod("x/other", {"app": "web"}, [{"containerPort": 8080, "name": "metrics"}]),
+        service("x/web", {"app": "web"}, [{"port": 80, "targetPort": "http"}]),
+        service("x/num", {"app": "web"}, [{"port": 80, "targetPort": 8080}]),
+        service("x/db", {"app": "db"}, [{"port": 5432}]),
+        service("x/manual", None, [{"port": 80}]),
+        service("x/hl", {"app": "web"}, [{"port": 80, "targetPort": "http"}], clusterIP="None")]
+
+
+def cluster(*extra, not_ready=()):
+    c = Cluster.new().applied(parse(BASE + list(extra)))[0]
+    return c.with_readiness(not_ready) if not_ready else c
+
+
+# ------------------------------------------------------------------ Services
+def test_target_port_by_name_is_resolved_per_pod():
+    c = cluster()
+    ex = explain(c, "x/client", "web", 80)
+    assert ex.allowed
+    assert sorted(ex.may_answer) == ["x/w1", "x/w2"]  # x/other lacks the port name "http"
+    eps = svc.ready_endpoints(c, c.services["x/web"], c.services["x/web"].ports[0])
+    assert {(e.pod, e.port) for e in eps} == {("x/w1", 8080), ("x/w2", 9090)}
+
+
+def test_target_port_by_number_goes_to_every_selected_pod():
+    c = cluster()
+    eps = svc.ready_endpoints(c, c.services["x/num"], c.services["x/num"].ports[0])
+    assert {(e.pod, e.port) for e in eps} == {("x/w1", 8080), ("x/w2", 8080), ("x/other", 8080)}
+    ex = explain(c, "x/client", "num", 80)
+    # w2 does not listen on 8080: an endpoint that refuses, so the result depends on the pick
+    assert ex.allowed and sorted(ex.may_answer) == ["x/other", "x/w1"]
+    assert "2 of 3 endpoints allow it" in str(ex)
+
+
+def test_not_ready_pods_are_not_endpoints():
+    ex = explain(cluster(not_ready={"x/w1"}), "x/client", "web", 80)
+    assert ex.may_answer == ["x/w2"]
+    assert not explain(cluster(not_ready={"x/w1", "x/w2"}), "x/client", "web", 80).allowed
+
+
+@pytest.mark.parametrize("name", ["db", "manual"])
+def test_service_without_endpoints_is_refused(name):
+    ex = explain(cluster(), "x/client", name, 80 if name == "manual" else 5432)
+    assert not ex.allowed
+    assert ex.outcomes[0].error == "connection refused"
+    assert "no ready endpoints" in str(ex)
+
+
+def test_empty_selector_selects_no_pods():
+    # ServiceSpec.selector: "If empty or not present, ... Kubernetes will not modify" the endpoints
+    c = cluster(service("x/empty", {}, [{"port": 8080}]))
+    assert c.services["x/empty"].selector is None
+    ex = explain(c, "x/client", "empty", 8080)
+    assert not ex.allowed and "no ready endpoints" in str(ex)
+
+
+def test_service_port_that_does_not_exist_is_refused():
+    ex = explain(cluster(), "x/client", "web", 8080)
+    assert not ex.allowed and ex.outcomes[0].error == "connection refused"
+    assert "has no port 8080/TCP" in str(ex)
+    assert not explain(cluster(), "x/client", "web", 80, "UDP").allowed
+
+
+def test_service_vip_works_like_its_name():
+    c = cluster()
+    vip = c.service_ips["x/web"]
+    ex = explain(c, "y/client", vip, 80)
+    assert ex.allowed and sorted(ex.may_answer) == ["x/w1", "x/w2"]
+
+
+def test_policies_see_the_target_port_not_the_service_port():
+    only_80 = netpol("x/only-80", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": 80}]}]})
+    only_http = netpol("x/http", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": "http"}]}]})
+    assert not explain(cluster(only_80), "y/client", "web.x", 80).allowed
+    ex = explain(cluster(only_http), "y/client", "web.x", 80)
+    assert ex.allowed and sorted(ex.may_answer) == ["x/w1", "x/w2"]
+
+
+def test_service_with_some_endpoints_denied_names_the_split():
+    allow_w1 = netpol("x/w1-only", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [
+        {"ports": [{"port": 8080}]}]})
+    ex = explain(cluster(allow_w1), "y/client", "web.x", 80)
+    assert ex.allowed and ex.may_answer == ["x/w1"]
+    assert "1 of 2 endpoints allow it" in str(ex)
+
+
+# ------------------------------------------------------------------ DNS
+@pytest.mark.parametrize("name", ["web", "web.x", "web.x.svc", "web.x.svc.cluster.local",
+                                  "web.x.svc.cluster.local.", "WEB.X"])
+def test_service_names_resolve_through_the_search_path(name):
+    c = cluster()
+    res = svc.resolve(c, "x", name)
+    assert res.ips == (c.service_ips["x/web"],)
+    assert res.fqdn == "web.x.svc.cluster.local"
+
+
+def test_short_name_only_resolves_in_the_pods_own_namespace():
+    c = cluster()
+    assert svc.resolve(c, "y", "web").ips == ()
+    assert svc.resolve(c, "y", "web.x").ips == (c.service_ips["x/web"],)
+
+
+def test_kube_dns_name():
+    assert svc.resolve(cluster(), "x", "kube-dns.kube-system").ips == ("10.96.0.10",)
+
+
+def test_nxdomain_lists_the_names_tried():
+    c = cluster()
+    res = svc.resolve(c, "x", "nope")
+    assert res.ips == () and res.fqdn is None
+    assert res.tried == ("nope.x.svc.cluster.local", "nope.svc.cluster.local", "nope.cluster.local", "nope")
+    ex = explain(c, "x/client", "nope", 80)
+    assert not ex.allowed and ex.outcomes[0].error == "NXDOMAIN nope"
+    assert "NXDOMAIN" in str(ex) and "nope.x.svc.cluster.local" in str(ex)
+
+
+def test_trailing_dot_is_not_searched():
+    res = svc.resolve(cluster(), "x", "web.")
+    assert res.tried == ("web",) and res.ips == ()
+
+
+def test_headless_service_resolves_to_ready_pod_ips():
+    c = cluster()
+    assert svc.resolve(c, "y", "hl.x").ips == (c.pod_ips["x/w1"], c.pod_ips["x/w2"])
+    c2 = cluster(not_ready={"x/w1"})
+    assert svc.resolve(c2, "y", "hl.x").ips == (c2.pod_ips["x/w2"],)
+    assert svc.resolve(cluster(not_ready={"x/w1", "x/w2"}), "y", "hl.x").ips == ()
+
+
+def test_headless_service_connects_straight_to_the_pods():
+    ex = explain(cluster(), "y/client", "hl.x", 8080)
+    assert ex.may_answer == ["x/w1"]  # the pod IPs themselves: no port translation
+
+
+def test_pod_dns_name():
+    c = cluster()
+    ip = c.pod_ips["x/w1"]
+    res = svc.resolve(c, "y", ip.replace(".", "-") + ".x.pod.cluster.local")
+    assert res.ips == (ip,)
+    assert explain(c, "y/client", ip.replace(".", "-") + ".x.pod.cluster.local", 8080).may_answer == ["x/w1"]
+
+
+# ------------------------------------------------------------------ DNS obeys egress policy
+EGRESS_DENY = netpol("x/deny-egress", {"podSelector": {}, "policyTypes": ["Egress"]})
+ALLOW_DNS = netpol("x/allow-dns", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
+    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+    "ports": [{"port": 53, "protocol": "UDP"}]}]})
+
+
+def test_egress_deny_all_breaks_name_resolution():
+    c = cluster(EGRESS_DENY)
+    ex = explain(c, "x/client", "num.x", 80)
+    assert not ex.allowed
+    assert ex.outcomes[0].error == "DNS lookup timed out"
+    assert "x/deny-egress" in str(ex)  # the reason names the policy that blocks the query
+
+
+def test_egress_deny_all_still_follows_the_policy_for_pod_ips():
+    c = cluster(EGRESS_DENY)
+    ex = explain(c, "x/client", c.pod_ips["x/w1"], 8080)
+    assert not ex.allowed and "isolated for egress by x/deny-egress" in str(ex)
+    assert explain(c, "y/client", c.pod_ips["x/w1"], 8080).allowed
+
+
+def test_allowing_udp_53_to_kube_system_fixes_dns():
+    c = cluster(EGRESS_DENY, ALLOW_DNS)
+    ex = explain(c, "x/client", "web", 80)
+    assert not ex.allowed and ex.outcomes[0].error == "timed out"   # resolved, then egress-denied
+    assert "resolves to" in str(ex)
+    allow_web = netpol("x/to-web", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]})
+    assert explain(cluster(EGRESS_DENY, ALLOW_DNS, allow_web), "x/client", "web", 80).allowed
+
+
+def test_dns_over_tcp_alone_is_not_enough():
+    tcp_only = netpol("x/dns-tcp", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"ports": [{"port": 53, "protocol": "TCP"}]}]})
+    assert explain(cluster(tcp_only), "x/client", "web", 80).outcomes[0].error == "DNS lookup timed out"
+
+
+def test_egress_ip_block_on_the_dns_service_ip_does_not_allow_dns():
+    # policies see traffic after the Service VIP was translated to the DNS pod's own IP
+    vip = netpol("x/dns-vip", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"ipBlock": {"cidr": "10.96.0.10/32"}}], "ports": [{"port": 53, "protocol": "UDP"}]}]})
+    assert explain(cluster(vip), "x/client", "web", 80).outcomes[0].error == "DNS lookup timed out"
+
+
+def test_ingress_policy_on_coredns_also_breaks_dns():
+    lock = netpol("kube-system/lock", {"podSelector": {}})
+    ex = explain(cluster(lock), "x/client", "web", 80)
+    assert ex.outcomes[0].error == "DNS lookup timed out"
+    assert "kube-system/coredns is isolated for ingress by kube-system/lock" in str(ex)
+
+
+# ------------------------------------------------------------------ outside the cluster
+@pytest.mark.parametrize("port, protocol, ok", [(80, "TCP", True), (443, "TCP", True), (22, "TCP", False)])
+def test_lab_internet_host(port, protocol, ok):
+    ex = explain(cluster(), "x/client", "203.0.113.10", port, protocol)
+    assert ex.allowed is ok
+    if not ok:
+        assert ex.outcomes[0].error == "connection refused"
+
+
+@pytest.mark.parametrize("ip", ["8.8.8.8", "203.0.113.11", "10.244.9.9", "10.96.9.9", "192.168.1.1"])
+def test_the_fence_drops_everything_else(ip):
+    ex = explain(cluster(), "x/client", ip, 80)
+    assert not ex.allowed and ex.outcomes[0].error == "timed out"
+    assert "outside the lab" in str(ex)
+
+
+def test_egress_policy_applies_to_the_internet_host():
+    assert not explain(cluster(EGRESS_DENY), "x/client", "203.0.113.10", 80).allowed
+    outside = netpol("x/outside", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]}]})
+    c = cluster(outside)
+    assert explain(c, "x/client", "203.0.113.10", 443).allowed
+    assert not explain(c, "x/client", c.pod_ips["x/w1"], 8080).allowed
+
+
+# ------------------------------------------------------------------ the fast path sees pods only
+def test_matrix_rows_are_per_pod_ip():
+    c = cluster()
+    pods = ["x/client", "x/w1", "x/w2"]
+    rows = matrix_rows(c, pods, 8080, "TCP")
+    assert rows == [0b010, 0b010, 0b010]
