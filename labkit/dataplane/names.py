@@ -86,5 +86,22 @@ def fabric_port(node_index: int) -> str:
 FABRIC_LINK = "fabric0"  # the fabric link's end inside a node or the internet host
 
 
+NFT_COMMENT_MAX = 128  # bytes, the kernel's NFT_USERDATA_MAXLEN for comments
+NFT_NAME_MAX = 255
+
+
+def nft_comment(text: str) -> str:
+    """A quoted nft comment, shortened to what the kernel accepts."""
+    text = text.replace('"', "'")
+    if len(text.encode()) > NFT_COMMENT_MAX:
+        text = text.encode()[:NFT_COMMENT_MAX - 3].decode(errors="ignore") + "..."
+    return f'comment "{text}"'
+
+
+def nft_chain(name: str) -> str:
+    """A readable chain name, hashed at the end when it would be too long for nft."""
+    return _bounded(name, NFT_NAME_MAX)
+
+
 def cni_container_id(lab: str, pod: str) -> str:
     return f"{lab}-{short_hash(pod, 16)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from labkit.dataplane import names
 from labkit.dataplane.names import POL_TABLE
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
@@ -22,11 +23,11 @@ _PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 
 def pod_chain(direction: str, ref: str) -> str:
     ns, name = ref.split("/")
-    return f"{'in' if direction == 'ingress' else 'out'}_{ns}_{name}"
+    return names.nft_chain(f"{'in' if direction == 'ingress' else 'out'}_{ns}_{name}")
 
 
 def policy_chain(policy: NetworkPolicy, direction: str) -> str:
-    return f"np_{policy.namespace}_{policy.name}_{'in' if direction == 'ingress' else 'out'}"
+    return names.nft_chain(f"np_{policy.namespace}_{policy.name}_{'in' if direction == 'ingress' else 'out'}")
 
 
 def _ip_key(ip: str) -> tuple[int, ...]:
@@ -83,7 +84,7 @@ def _rule_lines(cluster: Cluster, policy: NetworkPolicy, rule: PolicyRule, index
             if peer_match is None or port_match is None:
                 continue
             where = f"{policy.ref} {direction}[{index}] {peer_name} {port_name}"
-            lines.append("    " + " ".join(peer_match + port_match + ["counter", "accept", f'comment "{where}"']))
+            lines.append("    " + " ".join(peer_match + port_match + ["counter", "accept", names.nft_comment(where)]))
     return lines
 
 
@@ -100,19 +101,21 @@ def render(cluster: Cluster, node_index: int) -> str:
             chain = pod_chain(direction, ref)
             maps[direction].append(f"{ip} : jump {chain}")
             own = "saddr" if direction == "ingress" else "daddr"
-            body = [f"  chain {chain} {{", f"    comment \"{direction} of {ref}: isolated by "
-                    f"{', '.join(p.ref for p in selecting)}\"", f"    ip {own} {ip} accept"]
+            body = [f"  chain {chain} {{",
+                    "    " + names.nft_comment(f"{direction} of {ref}: isolated by {', '.join(p.ref for p in selecting)}"),
+                    f"    ip {own} {ip} accept"]
             for p in selecting:
                 body.append(f"    jump {policy_chain(p, direction)}")
                 used[direction].add(p.ref)
-            pod_chains += body + [f'    counter drop comment "{direction} of {ref}: no policy allows it"', "  }"]
+            pod_chains += body + ["    counter drop " + names.nft_comment(f"no policy allows it: {direction} of {ref}"),
+                                  "  }"]
     policy_chains = []
     for direction in ("ingress", "egress"):
         for ref in sorted(used[direction]):
             p = cluster.policies[ref]
             rules = p.ingress if direction == "ingress" else p.egress
             body = [line for i, r in enumerate(rules) for line in _rule_lines(cluster, p, r, i, direction)]
-            policy_chains += [f"  chain {policy_chain(p, direction)} {{", f'    comment "NetworkPolicy {ref} {direction}"',
+            policy_chains += [f"  chain {policy_chain(p, direction)} {{", "    " + names.nft_comment(f"NetworkPolicy {ref} {direction}"),
                               *body, "  }"]
     prefixes = ", ".join(str(n) for n in LAB_PREFIXES)
     lines = [f"table inet {POL_TABLE} {{"]

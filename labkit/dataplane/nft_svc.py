@@ -8,6 +8,7 @@ readable and deterministic (``svc_<ns>_<name>_<port>``, ``ep_..._<ip>``).
 """
 from __future__ import annotations
 
+from labkit.dataplane import names
 from labkit.dataplane.names import SVC_TABLE
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
@@ -24,15 +25,15 @@ def port_label(sport: ServicePort) -> str:
 
 
 def svc_chain(service: Service, sport: ServicePort) -> str:
-    return f"svc_{service.namespace}_{service.name}_{port_label(sport)}"
+    return names.nft_chain(f"svc_{service.namespace}_{service.name}_{port_label(sport)}")
 
 
 def ep_chain(service: Service, sport: ServicePort, ep: Endpoint) -> str:
-    return f"ep_{service.namespace}_{service.name}_{port_label(sport)}_{ep.ip}"
+    return names.nft_chain(f"ep_{service.namespace}_{service.name}_{port_label(sport)}_{ep.ip}")
 
 
 def ext_chain(service: Service, sport: ServicePort) -> str:
-    return f"ext_{service.namespace}_{service.name}_{port_label(sport)}"
+    return names.nft_chain(f"ext_{service.namespace}_{service.name}_{port_label(sport)}")
 
 
 def _map(name: str, key: str, elements: list[str]) -> list[str]:
@@ -45,7 +46,7 @@ def _map(name: str, key: str, elements: list[str]) -> list[str]:
 def _service_chains(service: Service, sport: ServicePort, eps: list[Endpoint]) -> list[str]:
     proto = _PROTO[sport.protocol]
     head = f"  chain {svc_chain(service, sport)} {{"
-    lines = [head, f"    comment \"Service {service.ref} port {port_label(sport)} {sport.port}/{sport.protocol}\""]
+    lines = [head, "    " + names.nft_comment(f"Service {service.ref} port {port_label(sport)} {sport.port}/{sport.protocol}")]
     affinity = service.session_affinity == "ClientIP"
     if affinity:
         lines += [f"    ip saddr @aff_{ep_chain(service, sport, e)[3:]} goto {ep_chain(service, sport, e)}" for e in eps]
@@ -57,7 +58,7 @@ def _service_chains(service: Service, sport: ServicePort, eps: list[Endpoint]) -
     lines.append("  }")
     for e in eps:
         lines += [f"  chain {ep_chain(service, sport, e)} {{",
-                  f"    comment \"endpoint {e.pod} {e.ip}:{e.port}\"",
+                  "    " + names.nft_comment(f"endpoint {e.pod} {e.ip}:{e.port}"),
                   f"    ip saddr {e.ip} jump want-masq"]
         if affinity:
             lines.append(f"    update @aff_{ep_chain(service, sport, e)[3:]} {{ ip saddr }}")
@@ -90,7 +91,7 @@ def render(cluster: Cluster, node_index: int) -> str:
             if sport.node_port:
                 nodeports.append(f"{proto} . {sport.node_port} : goto {ext_chain(service, sport)}")
                 chains += [f"  chain {ext_chain(service, sport)} {{",
-                           f"    comment \"NodePort {sport.node_port} of Service {service.ref}\"",
+                           "    " + names.nft_comment(f"NodePort {sport.node_port} of Service {service.ref}"),
                            "    jump want-masq", f"    goto {svc_chain(service, sport)}", "  }"]
     node_ip = addr.node_ip(node_index)
     lookup = "ip daddr . meta l4proto . th dport vmap @svc-dispatch"

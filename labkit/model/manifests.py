@@ -45,6 +45,9 @@ def canonical_kind(kind: str) -> str:
         raise ModelError(f"unknown kind {kind!r}: labkit knows {', '.join(KINDS)}") from None
 
 
+MAX_DEPTH = 64
+
+
 def _read_text(text: str, origin: str) -> list[Any]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
@@ -55,7 +58,28 @@ def _read_text(text: str, origin: str) -> list[Any]:
                          where=origin) from None
     except RecursionError:
         raise ModelError("cannot parse YAML: it is nested too deeply", where=origin) from None
+    for doc in docs:
+        if _depth(doc) > MAX_DEPTH:
+            raise ModelError(f"cannot parse YAML: it is nested too deeply (more than {MAX_DEPTH} levels; "
+                             "no Kubernetes manifest needs that many)", where=origin)
     return docs
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and mappings, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH:
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _expand_path(path: Path) -> list[Any]:

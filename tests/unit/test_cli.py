@@ -163,9 +163,10 @@ def test_missing_file(capsys, tmp_path):
     assert code == 1 and "not found" in err
 
 
-def test_rules_on_sim_is_a_clear_error(capsys, files):
-    code, _, err = run(capsys, "rules", "-f", files["world"])
-    assert code == 1 and "sim backend" in error(err)
+def test_rules_on_sim_show_what_docker_would_apply(capsys, files):
+    code, out, _ = run(capsys, "rules", "-f", files["world"])
+    assert code == 0 and out.startswith("# simulated")
+    assert "table ip labkit-svc" in out and "table inet labkit-pol" in out
 
 
 # ------------------------------------------------------------------ a stored lab
