@@ -295,7 +295,8 @@ class Lab:
         target = self.pod_ip(dst) if "/" in dst else dst
         with self._lock:
             result = self._backend.probe(self.cluster, [ProbeRequest(src, target, port, protocol)], timeout)[0]
-        return _renamed(result, dst)
+            expected = oracle.explain(self.cluster, src, dst, port, protocol)
+        return replace(result, dst=dst, may_answer=tuple(expected.may_answer))
 
     def _pods(self, pods: list[str] | None, namespaces: list[str] | None) -> list[str]:
         if pods is not None:
@@ -346,6 +347,12 @@ class Lab:
         self._check_open()
         with self._lock:
             return self._backend.exec(self.cluster, self.cluster.pod(pod).ref, list(argv), container)
+
+    def logs(self, pod: str, container: str | None = None) -> str:
+        """What a pod's container (its first unless ``container`` is given) has written."""
+        self._check_open()
+        with self._lock:
+            return self._backend.logs(self.cluster, self.cluster.pod(pod).ref, container)
 
     def rules(self) -> str:
         """The nftables ruleset in force in the lab's nodes."""

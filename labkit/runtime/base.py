@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from labkit.errors import BackendUnavailable
 from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
 
@@ -50,6 +51,10 @@ class Backend(ABC):
     @abstractmethod
     def exec(self, cluster: Cluster, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         """Run ``argv`` in a container of ``pod``."""
+
+    def logs(self, cluster: Cluster, pod: str, container: str | None = None) -> str:
+        """A container's output."""
+        raise BackendUnavailable(f"the {self.name} backend has no container logs: use backend='docker'")
 
     @abstractmethod
     def rules(self, cluster: Cluster) -> str:

@@ -224,10 +224,12 @@ class DockerBackend(Backend):
         code, out, err = engine.exec_raw(self.client, handle.apps[name].id, argv, timeout=60)
         return ExecResult(code, (out + err).decode(errors="replace"))
 
-    def logs(self, pod: str, container: str | None = None) -> str:
+    def logs(self, cluster: Cluster, pod: str, container: str | None = None) -> str:
         handle = self.pods[pod]
-        target = handle.apps[container] if container else next(iter(handle.apps.values()))
-        return target.logs().decode(errors="replace")
+        name = container or cluster.pods[pod].spec.containers[0].name
+        if name not in handle.apps:
+            raise BackendError(f"pod {pod} has no container {name!r} (it has {', '.join(handle.apps)})")
+        return handle.apps[name].logs().decode(errors="replace")
 
     def rules(self, cluster: Cluster) -> str:
         out = []
