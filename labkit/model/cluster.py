@@ -147,12 +147,10 @@ class Cluster:
     def _add_pod(self, pod: Pod, keep: Pod | None = None) -> None:
         index = self._place(pod)
         probed = any(c.readiness_probe is not None for c in pod.spec.containers)
-        if keep is not None and self.pod_nodes.get(pod.ref) == index:
-            self.pods[pod.ref] = pod
-            if probed and keep.spec != pod.spec:  # new containers: not ready until their probe passes
-                self.not_ready = self.not_ready | {pod.ref}
+        if keep is not None and self.pod_nodes.get(pod.ref) == index and keep.spec == pod.spec:
+            self.pods[pod.ref] = pod  # labels only: the same pod, the same address
             return
-        if keep is not None:
+        if keep is not None:  # a changed pod is a new pod, with a new address, as in Kubernetes
             self._forget_pod(pod.ref)
         used = set(self.pod_ips.values())
         network = addr.node_pod_cidr(index)

@@ -9,7 +9,6 @@ import random
 
 from labkit.connection import SimConnection
 from labkit.dataplane import ruleset
-from labkit.errors import BackendUnavailable
 from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import Backend, ProbeRequest
@@ -52,8 +51,9 @@ class SimBackend(Backend):
         return results
 
     def exec(self, cluster: Cluster, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
-        raise BackendUnavailable("the sim backend has no processes to run commands in: "
-                                 "use backend='docker' (see `labkit doctor`) to exec in pods")
+        # No processes here: a few teaching commands are answered from the model, the rest exit 127.
+        from labkit.runtime import sim_exec  # noqa: PLC0415
+        return sim_exec.run(cluster, pod, argv, container, self._random)
 
     def rules(self, cluster: Cluster) -> str:
         head = "# simulated: the nftables ruleset the docker backend would apply in each node\n"

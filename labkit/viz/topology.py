@@ -197,10 +197,11 @@ def _legend(layout: Layout, g: nx.DiGraph, probes: bool) -> list[Line2D]:
                markeredgecolor=INGRESS_RING, markeredgewidth=2.5, label="isolated for ingress"),
         Line2D([], [], marker="o", linestyle="", markersize=12, markerfacecolor="none",
                markeredgecolor=EGRESS_RING, markeredgewidth=1.5, label="isolated for egress (dashed ring)"),
-        Line2D([], [], marker="D", linestyle="", markersize=8, markerfacecolor="white",
-               markeredgecolor="#0969da", label="Service"),
-        Line2D([], [], color="#6e7781", linestyle=(0, (4, 3)), label="Service -> ready endpoint"),
     ]
+    if any(d["kind"] == "service" for _, d in g.nodes(data=True)):
+        handles += [Line2D([], [], marker="D", linestyle="", markersize=8, markerfacecolor="white",
+                           markeredgecolor="#0969da", label="Service"),
+                    Line2D([], [], color="#6e7781", linestyle=(0, (4, 3)), label="Service -> ready endpoint")]
     if probes:
         handles += [Line2D([], [], color=ALLOWED, linewidth=1.6, label="allowed"),
                     Line2D([], [], color=DENIED, linewidth=1.0, alpha=0.6, label="denied"),

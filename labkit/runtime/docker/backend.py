@@ -57,11 +57,11 @@ class DockerBackend(Backend):
 
     # ------------------------------------------------------------ life cycle
     def start(self, lab: str, cluster: Cluster) -> None:
-        self.lab = lab
         leftovers = engine.labelled(self.client, lab)
-        if leftovers:
+        if leftovers:  # refused before self.lab is set, so closing this backend cannot touch that lab
             raise BackendError(f"a lab named {lab!r} already runs in this Docker engine ({len(leftovers)} "
                                f"containers): close it, or remove it with `labkit down --lab {lab}`")
+        self.lab = lab
         try:
             self.nodes = nodes.start_nodes(self.client, lab, self.image, cluster.node_count, __version__)
             self.internet, internet_pid = nodes.start_internet(self.client, lab, self.image, __version__)
@@ -120,8 +120,19 @@ class DockerBackend(Backend):
         added = sorted(r for r in new.pods if r not in old.pods)
         removed = sorted(r for r in old.pods if r not in new.pods)
         self._create(new, added)
-        self._remove(removed + changed)
-        self._create(new, changed)
+        parked = [self.pods.pop(r) for r in changed if r in self.pods]
+        for handle in parked:  # the old versions keep running until their replacements run
+            pods.park(handle)
+        try:
+            self._create(new, changed)
+        except BaseException:  # all or nothing: the old versions stay, the additions go
+            for handle in parked:
+                pods.unpark(handle)
+                self.pods[handle.ref] = handle
+            self._remove(added)
+            raise
+        self._remove_handles(parked)
+        self._remove(removed)
         self._apply_rules(new)
         self._sync_dns(new)
 
@@ -159,7 +170,9 @@ class DockerBackend(Backend):
             raise
 
     def _remove(self, refs: list[str]) -> None:
-        handles = [self.pods.pop(r) for r in refs if r in self.pods]
+        self._remove_handles([self.pods.pop(r) for r in refs if r in self.pods])
+
+    def _remove_handles(self, handles: list[pods.PodHandle]) -> None:
         with ThreadPoolExecutor(max_workers=POD_WORKERS) as pool:
             list(pool.map(lambda h: pods.remove(self.client, self.lab, h), handles))
 

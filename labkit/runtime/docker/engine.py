@@ -43,11 +43,19 @@ def run(client, name: str, image: str, labels: dict[str, str], **options: Any):
     """Create and start a detached container; a name clash or engine error raises BackendError."""
     errors = docker_errors()
     try:
-        return client.containers.run(image, name=name, labels=labels, detach=True, **options)
+        container = client.containers.create(image, name=name, labels=labels, detach=True, **options)
     except errors.ImageNotFound:
         raise BackendUnavailable(f"image {image!r} is not in the engine: build it with `labkit images build`") from None
     except errors.APIError as exc:
-        raise BackendError(f"could not start container {name}: {exc.explanation or exc}") from None
+        raise BackendError(f"could not create container {name}: {exc.explanation or exc}") from None
+    try:
+        container.start()
+    except BaseException as exc:  # never leave a created-but-not-started container behind
+        container.remove(force=True)
+        if isinstance(exc, errors.APIError):
+            raise BackendError(f"could not start container {name}: {exc.explanation or exc}") from None
+        raise
+    return container
 
 
 def run_unconfined_paths(client, name: str, image: str, labels: dict[str, str], *, command: list[str],
@@ -153,5 +161,8 @@ def remove(client, containers: list, workers: int = 8) -> int:
         except errors.NotFound:
             return 0
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return sum(pool.map(one, containers))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return sum(pool.map(one, containers))
+    except RuntimeError:  # at interpreter exit no new threads may start: remove one by one
+        return sum(one(c) for c in containers)

@@ -120,3 +120,16 @@ def remove(client, lab: str, handle: PodHandle) -> None:
             # Removing the pause container destroys the namespace and the veth with it.
             log.info("CNI DEL for %s failed (%s); removing its containers cleans up", handle.ref, exc)
     engine.remove(client, list(handle.apps.values()) + [handle.pause])
+
+
+def park(handle: PodHandle) -> None:
+    """Move a running pod's containers out of the way of its replacement (names only)."""
+    for c in [handle.pause, *handle.apps.values()]:
+        c.rename(f"{c.name}.replaced")
+
+
+def unpark(handle: PodHandle) -> None:
+    """Give a parked pod its container names back (its replacement failed)."""
+    for c in [handle.pause, *handle.apps.values()]:
+        c.reload()
+        c.rename(c.name.lstrip("/").removesuffix(".replaced"))

@@ -1,0 +1,75 @@
+"""The Explain tab: pick a source pod and any destination, read the oracle's reasons.
+
+Owns ``ExplainView``: a source pod, a destination (pod ref, Service DNS name, IP; the
+suggestions list the lab's pods and Services), port and protocol, and the sentences of
+``lab.explain`` naming the policy and rule that decided.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as W
+
+from labkit.model import addressing as addr
+from labkit.widgets.common import ErrorArea, css_widget, guard, pre, set_classes
+
+
+class ExplainView(W.VBox):
+    """``explain()`` (also the button, class ``labkit-explain-button``) fills ``output``
+    (HTML, class ``labkit-explain``); ``refresh()`` re-reads the pods and Services."""
+
+    def __init__(self, lab: Any, port: int = 80, protocol: str = "TCP", *, errors: ErrorArea | None = None):
+        self.lab = lab
+        own_errors = errors is None
+        self.errors = errors if errors is not None else ErrorArea(lab)
+        style = {"description_width": "6em"}
+        self.src = W.Dropdown(description="from pod", style=style)
+        self.dst = W.Combobox(description="to", placeholder="pod (x/b), Service name (web.x), or an IP",
+                              ensure_option=False, style=style, layout=W.Layout(width="30em"))
+        self.port_input = W.IntText(value=port, description="port", style=style, layout=W.Layout(width="12em"))
+        self.protocol_input = W.Dropdown(options=["TCP", "UDP", "SCTP"], value=protocol, description="protocol",
+                                         style=style, layout=W.Layout(width="14em"))
+        self.button = W.Button(description="Explain", icon="question", button_style="info")
+        set_classes(self.button, "labkit-explain-button")
+        self.output = W.HTML()
+        set_classes(self.output, "labkit-explain")
+        self.button.on_click(guard(lambda _b: self.explain(), self.errors, "explaining"))
+        self._seen: Any = None
+        children = [css_widget(), W.HTML("Why can (or can't) one pod reach a destination? The oracle names the "
+                                         "policy and the rule that decided."),
+                    self.src, self.dst, W.HBox([self.port_input, self.protocol_input]), self.button, self.output]
+        super().__init__(children + ([self.errors] if own_errors else []))
+        set_classes(self, "labkit-explain-view")
+        self.refresh()
+
+    def refresh(self) -> None:
+        cluster = self.lab.cluster
+        if cluster is self._seen:
+            return
+        self._seen = cluster
+        pods = list(self.lab.pods)
+        if list(self.src.options) != pods:
+            keep = self.src.value
+            self.src.options = pods
+            if keep in pods:
+                self.src.value = keep
+        names = [f"{ref.split('/')[1]}.{ref.split('/')[0]}" for ref in sorted(cluster.services)]
+        self.dst.options = tuple(pods + names + [addr.INTERNET_HOST_IP])
+        if not self.dst.value and len(pods) > 1:
+            self.dst.value = pods[1]
+
+    def explain(self, src: str | None = None, dst: str | None = None) -> Any:
+        """Explain ``src -> dst`` (default: the form's values); shows and returns the Explanation."""
+        src = src or self.src.value
+        dst = (dst or self.dst.value or "").strip()
+        if not src or not dst:
+            self.output.value = "<i>choose a source pod and a destination first</i>"
+            return None
+        explanation = self.lab.explain(src, dst, self.port_input.value, self.protocol_input.value)
+        colour = "#1a7f37" if explanation.allowed else "#cf222e"
+        self.output.value = (f"<div style='border-left:4px solid {colour};padding-left:6px'>"
+                             f"{pre(str(explanation))}</div>")
+        if explanation.may_answer and len(explanation.may_answer) > 1:
+            self.output.value += f"<small>may answer: {html.escape(', '.join(explanation.may_answer))}</small>"
+        return explanation

@@ -1,0 +1,139 @@
+"""``LabPanel``: the whole lab in one widget — topology, matrix, editors, explain, live.
+
+Owns the composition and the refresh flow: a banner saying where results come from
+(real packets on docker, or SIMULATED), Refresh and Live controls, one shared error area
+(class ``labkit-error``), and tabs Topology / Matrix / Policies / Services / Explain.
+After an editor applies a change everything refreshes; changes made in code
+(``lab.apply`` in another cell) appear at the next refresh or live tick. The topology
+picture is redrawn at most twice a second, and only when the lab or the matrix changed.
+
+``LabPanel`` is an ``ipywidgets.VBox`` subclass: make it the last expression of a cell.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as W
+
+from labkit.probe.matrix import Matrix
+from labkit.widgets.common import ErrorArea, Throttle, close_all, css_widget, guard, set_classes
+from labkit.widgets.explain import ExplainView
+from labkit.widgets.live import LiveTraffic
+from labkit.widgets.matrix import MatrixView
+from labkit.widgets.policy import PolicyEditor
+from labkit.widgets.service import ServiceEditor
+
+TABS = ("Topology", "Matrix", "Policies", "Services", "Explain")
+
+
+class LabPanel(W.VBox):
+    """The lab's control panel. ``refresh()`` probes once and redraws everything.
+
+    Parts: ``banner``, ``refresh_button``, ``live`` (LiveTraffic), ``errors`` (ErrorArea),
+    ``tabs``, ``topology`` (Image), ``matrix_view``, ``policies``, ``services``,
+    ``explain_view``; ``drawn`` counts topology redraws.
+    """
+
+    def __init__(self, lab: Any, port: int = 80, protocol: str = "TCP", *, rate_hz: float = 2.0,
+                 redraw_interval: float = 0.5, include_system: bool = False):
+        self.lab, self.include_system = lab, include_system
+        self.drawn = 0
+        self._drawn_key: tuple | None = None
+        self._layout_for: Any = None
+        self._layout: Any = None
+        self._selection = (port, protocol)
+        self.errors = ErrorArea(lab)
+        self.banner = W.HTML()
+        self.matrix_view = MatrixView(lab, port, protocol, errors=self.errors, probe=False)
+        self.policies = PolicyEditor(lab, on_change=self._changed, errors=self.errors)
+        self.services = ServiceEditor(lab, on_change=self._changed, errors=self.errors)
+        self.explain_view = ExplainView(lab, port, protocol, errors=self.errors)
+        self.topology = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        set_classes(self.topology, "labkit-topology")
+        self.live = LiveTraffic(lab, port, protocol, rate_hz, on_result=self._live_result, errors=self.errors)
+        self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="probe again, redraw all")
+        set_classes(self.refresh_button, "labkit-refresh-all")
+        self.refresh_button.on_click(guard(lambda _b: self.refresh(), self.errors, "refreshing the panel"))
+        self._redraw = Throttle(self._draw, redraw_interval, self.errors, "drawing the topology")
+        self.matrix_view.listeners.append(guard(self._matrix_shown, self.errors, "updating the panel"))
+        caption = W.HTML("<small>Pods (coloured by namespace) in their node; Services as diamonds with dashed "
+                         "lines to ready endpoints; arrows: the latest probes (green allowed, red denied, amber "
+                         "halo: differs from the oracle).</small>")
+        self.tabs = W.Tab(children=[W.VBox([caption, self.topology]), self.matrix_view, self.policies,
+                                    self.services, self.explain_view], titles=TABS)
+        set_classes(self.tabs, "labkit-tabs")
+        super().__init__([css_widget(), self.banner, W.HBox([self.refresh_button, self.live]), self.errors,
+                          self.tabs])
+        set_classes(self, "labkit-panel")
+        self.refresh()
+
+    # ------------------------------------------------------------ public
+    @property
+    def matrix(self) -> Matrix | None:
+        """The latest matrix shown (from Refresh, a port change or a live round)."""
+        return self.matrix_view.matrix
+
+    def refresh(self) -> Matrix:
+        """Probe once (blocking), then update the matrix, the topology, the editors and the banner."""
+        self.banner.value = self._banner()
+        set_classes(self.banner, "labkit-banner", "labkit-header", "simulated" if self.lab.simulated else "real")
+        matrix = self.matrix_view.refresh()
+        self._redraw.flush()
+        return matrix
+
+    def show_tab(self, title: str) -> None:
+        self.tabs.selected_index = TABS.index(title)
+
+    def close(self) -> None:
+        """Stop live probing and close every widget of the panel."""
+        if getattr(self, "live", None) is not None:  # absent when __init__ failed early
+            self.live.close()
+        if getattr(self, "_redraw", None) is not None:
+            self._redraw.cancel()
+        for child in self.children:
+            close_all(child)
+        super().close()
+
+    # ------------------------------------------------------------ flow
+    def _banner(self) -> str:
+        lab = self.lab
+        where = f"lab <b>{html.escape(lab.name)}</b>, {lab.cluster.node_count} node(s)"
+        if lab.simulated:
+            return (f"<div><b>SIMULATED</b>: results come from the oracle, not from real packets "
+                    f"({where}).<br><small>{html.escape(lab.notice)}</small></div>")
+        return f"<div><b>{html.escape(lab.backend_name)}: real packets</b> ({where}): every cell is a real " \
+               "connection attempt between pods.</div>"
+
+    def _changed(self) -> None:
+        self.refresh()
+
+    def _live_result(self, matrix: Matrix) -> None:
+        if (matrix.port, matrix.protocol) != (self.matrix_view.port, self.matrix_view.protocol):
+            return  # the selection changed while this round was in flight
+        self.matrix_view.show(matrix)
+
+    def _matrix_shown(self, matrix: Matrix) -> None:
+        selection = (self.matrix_view.port, self.matrix_view.protocol)
+        if selection != self._selection:  # the learner picked another port: live and Explain follow
+            self._selection = selection
+            self.live.port, self.live.protocol = selection
+            self.explain_view.port_input.value, self.explain_view.protocol_input.value = selection
+        for view in (self.policies, self.services, self.explain_view):
+            view.refresh()  # cheap when the lab did not change
+        self._redraw(matrix)
+
+    def _draw(self, matrix: Matrix) -> None:
+        cluster = self.lab.cluster
+        key = (id(cluster), tuple(matrix.pods), tuple(matrix.observed), tuple(matrix.expected), matrix.port,
+               matrix.protocol, matrix.source)
+        if key == self._drawn_key and self._layout_for is cluster:
+            return
+        from labkit.viz import compute_layout, png, topology_figure  # noqa: PLC0415 - matplotlib on demand
+
+        if self._layout_for is not cluster:  # positions are computed once per state of the lab
+            self._layout, self._layout_for = compute_layout(cluster, self.include_system), cluster
+        self.topology.value = png(topology_figure(self.lab, matrix, layout=self._layout,
+                                                  include_system=self.include_system))
+        self._drawn_key = key
+        self.drawn += 1

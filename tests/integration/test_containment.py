@@ -1,0 +1,160 @@
+"""Containment: a lab stays inside its own namespaces, and the host is untouched.
+
+Outside addresses are only ever probed from inside pods (the lab has no uplink), and only
+documentation addresses (192.0.2.1, 198.51.100.7). The host is only read: its nft ruleset,
+routes, links, addresses and ip_forward are compared before, during and after a lab.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import labkit
+from tests.conftest import share_lab
+from tests.integration.helpers import client, lab_containers, pod_doc
+
+pytestmark = pytest.mark.docker
+
+LAB = "it-contain"
+OUTSIDE = ["192.0.2.1", "198.51.100.7"]  # documentation ranges: never lab addresses
+DENY_ALL = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-all", "namespace": "default"},
+            "spec": {"podSelector": {"matchLabels": {"app": "locked"}}, "policyTypes": ["Ingress", "Egress"]}}
+
+
+def host_state() -> dict[str, str]:
+    """What a lab must never change on the host (read-only commands)."""
+    def run(argv: list[str]) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+    state = {
+        "ip route": run(["ip", "route", "show", "table", "all"]),
+        "ip rule": run(["ip", "rule"]),
+        "ip -o link": run(["ip", "-o", "link"]),
+        "ip -o addr": run(["ip", "-o", "addr"]),
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
+        "docker networks": repr(sorted((n.id, n.name) for n in client().networks.list())),
+    }
+    for path in ("/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/ipv4/conf/all/rp_filter"):
+        if Path(path).exists():
+            state[path] = Path(path).read_text()
+    if shutil.which("nft"):
+        listed = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, timeout=30)
+        if listed.returncode == 0:
+            state["nft list ruleset"] = listed.stdout
+    return state
+
+
+@pytest.fixture(scope="module")
+def before():
+    return host_state()
+
+
+@pytest.fixture(scope="module")
+def lab(request, before):
+    share_lab(request.config, LAB)
+    lab = labkit.Lab(LAB, backend="docker", nodes=2)
+    try:
+        lab.apply([pod_doc("n1", node="node-1", ports=[(80, "TCP"), (80, "UDP")]),
+                   pod_doc("n2", node="node-2", ports=[(80, "TCP"), (80, "UDP")]),
+                   pod_doc("locked", node="node-2"), DENY_ALL])
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.mark.parametrize("src", ["n1", "n2"])
+def test_internet_host_answers(lab, src):
+    for port, protocol in ((80, "TCP"), (80, "UDP"), (443, "TCP"), (443, "UDP")):
+        result = lab.probe(src, "203.0.113.10", port=port, protocol=protocol)
+        assert result.ok, result
+        assert result.answered_by == "internet"
+
+
+def test_internet_host_serves_http(lab):
+    out = lab.exec("n2", ["curl", "-s", "-m", "3", "http://203.0.113.10/"])
+    assert out.exit_code == 0 and out.output.strip() == "internet", out.output
+
+
+@pytest.mark.parametrize("src", ["n1", "n2"])
+@pytest.mark.parametrize("dst", OUTSIDE)
+@pytest.mark.parametrize("protocol", ["TCP", "UDP"])
+def test_outside_addresses_are_unreachable(lab, src, dst, protocol):
+    result = lab.probe(src, dst, port=80, protocol=protocol, timeout=1.0)
+    assert not result.ok, result
+    assert result.answered_by is None
+    assert result.error
+
+
+@pytest.mark.parametrize("dst", OUTSIDE)
+def test_pods_have_no_route_off_the_lab(lab, dst):
+    # The pod's route goes to its node; the node has no route to the outside.
+    for node in ("node-1", "node-2"):
+        c = client().containers.get(f"labkit-{LAB}-{node}")
+        code, out = c.exec_run(["ip", "-4", "route", "get", dst])
+        text = out.decode()
+        assert code != 0 or "unreachable" in text, f"{node} has a route to {dst}: {text}"
+        routes = c.exec_run(["ip", "-4", "route", "show", "default"]).output.decode()
+        assert routes.strip() == "", f"{node} has a default route: {routes}"
+
+
+def test_policy_denies_egress_to_the_internet(lab):
+    assert not lab.probe("locked", "203.0.113.10", port=80, timeout=0.5).ok
+    assert lab.probe("n2", "203.0.113.10", port=80).ok
+
+
+def test_host_unchanged_while_the_lab_runs(lab, before):
+    assert lab.cluster.policies  # a lab with policies is running
+    lab.matrix(port=80)          # ... and has just pushed packets through its nodes
+    during = host_state()
+    for key in before:
+        assert during[key] == before[key], f"{key} changed on the host while a lab runs"
+
+
+def test_node_containers_are_not_privileged_and_have_no_network(lab):
+    nodes = [c for c in lab_containers(LAB) if c.labels["io.labkit.role"] == "node"]
+    assert len(nodes) == 2
+    for c in nodes:
+        host = c.attrs["HostConfig"]
+        assert host["Privileged"] is False, c.name
+        assert host["NetworkMode"] == "none", c.name
+        assert "ALL" not in (host.get("CapAdd") or []), c.name
+        assert not c.attrs["NetworkSettings"]["Networks"].get("bridge"), c.name
+
+
+def test_every_lab_container_is_off_the_host_network(lab):
+    found = lab_containers(LAB)
+    pauses = {c.id for c in found if c.labels["io.labkit.role"] == "pause"}
+    for c in found:
+        host = c.attrs["HostConfig"]
+        assert host["Privileged"] is False, c.name
+        mode = host["NetworkMode"]
+        if c.labels["io.labkit.role"] == "app":
+            assert mode.startswith("container:") and mode.split(":", 1)[1] in pauses, (c.name, mode)
+        else:
+            assert mode == "none", (c.name, mode)
+        assert not host.get("PortBindings"), c.name
+
+
+def test_no_container_has_the_docker_socket(lab):
+    for c in lab_containers(LAB):
+        mounts = c.attrs.get("Mounts") or []
+        binds = c.attrs["HostConfig"].get("Binds") or []
+        text = repr(mounts) + repr(binds)
+        assert "docker.sock" not in text and "/var/run/docker" not in text, c.name
+        assert not [m for m in mounts if m.get("Type") == "bind"], (c.name, mounts)
+
+
+def test_host_unchanged_after_a_lab_closes(before):
+    # Runs last in this module: a second lab (with a policy) comes and goes; the host is as it was.
+    with labkit.Lab("it-contain-b", backend="docker") as lab:
+        lab.apply([pod_doc("a"), pod_doc("locked"), DENY_ALL])
+        assert lab.probe("a", "default/a").ok
+        assert host_state() == before
+    assert lab_containers("it-contain-b") == []
+    after = host_state()
+    for key in before:
+        assert after[key] == before[key], f"{key} changed on the host after a lab closed"
