@@ -279,7 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "lab":  # everything labkit does not know goes on to jupyter lab
+        args.jupyter_args = [a for a in [*args.jupyter_args, *extra] if a != "--"]
     with warnings.catch_warnings():
         warnings.simplefilter("always", LabkitNotice)
         shown = warnings.showwarning

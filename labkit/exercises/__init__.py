@@ -1,0 +1,96 @@
+"""Auto-checked exercises for the labkit notebooks: ``check``, ``hint``, ``solution``.
+
+    >>> from labkit.exercises import check, hint, solution     # doctest: +SKIP
+    >>> check("06-three-tier", lab)        # ✅/❌ per expectation, progress like 4/9
+    >>> hint("06-three-tier")              # the next hint, one more each time
+    >>> solution("06-three-tier")          # the reference solution as YAML (not applied)
+
+A check judges what the learner's lab *does* (probes through ``Lab.probe``, the oracle's
+``Lab.explain`` for the reasons), never the YAML the learner wrote. It returns a
+``CheckResult`` and never raises for a wrong answer, except when ``LABKIT_STRICT_CHECKS=1``
+(CI): then a failing check raises ``CheckFailed``, an ``AssertionError``. Notebooks apply
+the reference solutions when ``solutions_requested()`` (``LABKIT_APPLY_SOLUTIONS=1``), so CI
+proves that every exercise can be solved on every backend.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from labkit.errors import LabkitError
+from labkit.exercises.catalog import EXERCISES
+from labkit.exercises.core import (SOLUTIONS_ENV, STRICT_ENV, CheckFailed, CheckResult, Exercise, Hint,
+                                   Outcome, Reach, Solution, _unknown, judge, solutions_requested,
+                                   strict_checks)
+
+__all__ = ["CheckFailed", "CheckResult", "Exercise", "Hint", "Outcome", "Reach", "SOLUTIONS_ENV", "STRICT_ENV",
+           "Solution", "available", "check", "exercise", "hint", "reset_hints", "solution", "solutions_requested",
+           "strict_checks", "world"]
+
+_revealed: dict[str, int] = {}
+
+
+def exercise(exercise_id: str) -> Exercise:
+    """The exercise called ``exercise_id`` (``NotFound`` lists the known ids)."""
+    try:
+        return EXERCISES[exercise_id]
+    except (KeyError, TypeError):
+        raise _unknown(exercise_id, EXERCISES) from None
+
+
+def available() -> dict[str, str]:
+    """Every exercise id and its title, in course order."""
+    return {k: e.title for k, e in EXERCISES.items()}
+
+
+def world(exercise_id: str) -> str:
+    """The YAML of the objects the exercise starts from (its notebook applies the same text)."""
+    return exercise(exercise_id).world
+
+
+def check(exercise_id: str, lab: Any, *, strict: bool | None = None) -> CheckResult:
+    """Probe ``lab`` and report, per expectation of the exercise, whether it holds.
+
+    ``strict=None`` follows ``LABKIT_STRICT_CHECKS``; ``strict=True`` raises ``CheckFailed``
+    when an expectation fails; ``strict=False`` never raises (a look at where you start)."""
+    ex = exercise(exercise_id)
+    if not all(hasattr(lab, name) for name in ("probe", "explain")):
+        raise LabkitError(f"check({exercise_id!r}, lab): the second argument must be your labkit.Lab, "
+                          f"not {type(lab).__name__}")
+    result = judge(ex, lab)
+    if (strict_checks() if strict is None else strict) and not result.passed:
+        raise CheckFailed(result)
+    return result
+
+
+def hint(exercise_id: str, number: int | None = None) -> Hint:
+    """Reveal the next hint of an exercise (all hints so far are shown), or hint ``number`` (from 1)."""
+    ex = exercise(exercise_id)
+    total = len(ex.hints)
+    if number is None:
+        shown = min(total, _revealed.get(exercise_id, 0) + 1)
+    else:
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= total:
+            raise _bad_hint(exercise_id, number, total)
+        shown = number
+    _revealed[exercise_id] = max(shown, _revealed.get(exercise_id, 0))
+    return Hint(exercise_id, ex.hints, shown)
+
+
+def reset_hints(exercise_id: str | None = None) -> None:
+    """Hide the hints again (of one exercise, or of all)."""
+    if exercise_id is None:
+        _revealed.clear()
+    else:
+        exercise(exercise_id)
+        _revealed.pop(exercise_id, None)
+
+
+def solution(exercise_id: str) -> Solution:
+    """The reference solution as YAML text; ``lab.apply(solution(id))`` applies it."""
+    ex = exercise(exercise_id)
+    return Solution(ex.solution, ex.id)
+
+
+def _bad_hint(exercise_id: str, number: object, total: int) -> Exception:
+    from labkit.errors import ModelError  # noqa: PLC0415
+    return ModelError(f"hint({exercise_id!r}, {number!r}): choose a hint number from 1 to {total}")

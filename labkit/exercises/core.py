@@ -1,0 +1,232 @@
+"""The machinery of auto-checked exercises: expectations, results, hints, solutions.
+
+Owns how an exercise is judged: by the *behaviour* of the learner's lab (probes through
+the public ``Lab`` API, compared with what the exercise expects), never by reading the
+learner's YAML. Results are values with a readable ``repr`` and ``_repr_html_`` (✅/❌ per
+expectation and progress like ``3/5``); nothing is printed. ``LABKIT_STRICT_CHECKS=1``
+turns a failing check into a ``CheckFailed`` (an ``AssertionError``) so CI notices a broken
+exercise; ``LABKIT_APPLY_SOLUTIONS=1`` asks notebooks to apply the reference solutions.
+"""
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.errors import LabkitError, NotFound
+
+STRICT_ENV = "LABKIT_STRICT_CHECKS"
+SOLUTIONS_ENV = "LABKIT_APPLY_SOLUTIONS"
+
+
+class CheckFailed(LabkitError, AssertionError):
+    """A check failed while ``LABKIT_STRICT_CHECKS=1`` (CI): the message is the whole result."""
+
+    def __init__(self, result: "CheckResult"):
+        self.result = result
+        super().__init__(repr(result))
+
+
+def strict_checks() -> bool:
+    """True when ``LABKIT_STRICT_CHECKS=1``: failing checks raise instead of only reporting."""
+    return os.environ.get(STRICT_ENV, "").strip() == "1"
+
+
+def solutions_requested() -> bool:
+    """True when ``LABKIT_APPLY_SOLUTIONS=1``: notebooks apply the reference solutions (CI, teachers)."""
+    return os.environ.get(SOLUTIONS_ENV, "").strip() == "1"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """One expectation: ``src`` can (``allowed=True``) or cannot open ``port`` on ``dst``.
+
+    ``src`` is a pod ref or ``"internet"``; ``dst`` a pod ref, a DNS name as the source pod
+    would use it, or an IP. ``text`` says it in the words of the exercise.
+    """
+
+    src: str
+    dst: str
+    port: int
+    allowed: bool
+    text: str
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one expectation fared: ``passed`` and what was seen (``detail``)."""
+
+    text: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class CheckResult:
+    """The result of ``check(id, lab)``: one ``Outcome`` per expectation; true when all passed."""
+
+    exercise: str
+    title: str
+    outcomes: list[Outcome]
+    simulated: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.outcomes) and all(o.passed for o in self.outcomes)
+
+    @property
+    def score(self) -> tuple[int, int]:
+        return sum(o.passed for o in self.outcomes), len(self.outcomes)
+
+    @property
+    def progress(self) -> str:
+        done, total = self.score
+        return f"{done}/{total}"
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def _verdict(self) -> str:
+        if self.passed:
+            return "all expectations met, well done!"
+        return f"{self.progress} expectations met"
+
+    def __repr__(self) -> str:
+        where = " (simulated lab)" if self.simulated else ""
+        lines = [f"{self.exercise} · {self.title}: {self._verdict()}{where}"]
+        for o in self.outcomes:
+            lines.append(f"  {'✅' if o.passed else '❌'} {o.text}")
+            if not o.passed:
+                lines.extend(f"       {line}" for line in o.detail.splitlines())
+        if not self.passed:
+            lines.append(f"  (stuck? hint({self.exercise!r}) reveals one hint at a time)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        done, total = self.score
+        colour = "#1a7f37" if self.passed else "#9a6700"
+        rows = []
+        for o in self.outcomes:
+            detail = "" if o.passed else (
+                f"<div style='color:#57606a;margin-left:1.6em;white-space:pre-wrap'>{html.escape(o.detail)}</div>")
+            mark = "✅" if o.passed else "❌"
+            rows.append(f"<li style='list-style:none'>{mark} {html.escape(o.text)}{detail}</li>")
+        width = int(100 * done / total) if total else 0
+        sim = " <small>(simulated lab: results come from the oracle)</small>" if self.simulated else ""
+        footer = "" if self.passed else (
+            f"<div><small>Stuck? <code>hint({html.escape(repr(self.exercise))})</code> reveals one hint at a "
+            "time.</small></div>")
+        return (f"<div class='labkit-check'><b style='color:{colour}'>{html.escape(self.exercise)} · "
+                f"{html.escape(self.title)}: {html.escape(self._verdict())}</b>{sim}"
+                f"<div style='background:#eaeef2;width:16em;height:0.6em;margin:4px 0'>"
+                f"<div style='background:{colour};width:{width}%;height:100%'></div></div>"
+                f"<ul style='padding-left:0.4em'>{''.join(rows)}</ul>{footer}</div>")
+
+
+@dataclass(frozen=True)
+class Hint:
+    """The hints of an exercise revealed so far (``shown`` of them)."""
+
+    exercise: str
+    hints: tuple[str, ...]
+    shown: int
+
+    @property
+    def last(self) -> bool:
+        return self.shown >= len(self.hints)
+
+    def __str__(self) -> str:
+        return self.hints[self.shown - 1]
+
+    def __repr__(self) -> str:
+        lines = [f"Hint {i}/{len(self.hints)}: {text}" for i, text in enumerate(self.hints[:self.shown], 1)]
+        lines.append(f"(that was the last hint: solution({self.exercise!r}) shows a reference solution)"
+                     if self.last else f"(run hint({self.exercise!r}) again for the next hint)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        items = "".join(f"<li><b>Hint {i}/{len(self.hints)}</b>: {html.escape(t)}</li>"
+                        for i, t in enumerate(self.hints[:self.shown], 1))
+        more = (f"That was the last hint: <code>solution({html.escape(repr(self.exercise))})</code> shows a "
+                "reference solution." if self.last else
+                f"Run <code>hint({html.escape(repr(self.exercise))})</code> again for the next hint.")
+        return f"<div class='labkit-hint'><ul>{items}</ul><small>{more}</small></div>"
+
+
+class Solution(str):
+    """A reference solution: YAML text (pass it to ``lab.apply``); displays as the YAML itself."""
+
+    exercise: str = ""
+
+    def __new__(cls, text: str, exercise: str) -> "Solution":
+        obj = super().__new__(cls, text)
+        obj.exercise = exercise
+        return obj
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(f"# reference solution of {self.exercise} (lab.apply(...) it to try)\n{self}")
+
+    def _repr_html_(self) -> str:
+        return (f"<div><small>Reference solution of <b>{html.escape(self.exercise)}</b> "
+                f"(<code>lab.apply(solution({html.escape(repr(self.exercise))}))</code> applies it)</small>"
+                f"<pre>{html.escape(str(self))}</pre></div>")
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise: its world (YAML to apply first), expectations, hints and reference solution."""
+
+    id: str
+    title: str
+    notebook: str
+    world: str
+    expectations: tuple[Reach, ...]
+    hints: tuple[str, ...]
+    solution: str
+    lab_name: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+
+def judge(exercise: Exercise, lab: Any) -> CheckResult:
+    """Probe the learner's lab once per expectation and say which ones hold."""
+    outcomes = [_judge_one(lab, e) for e in exercise.expectations]
+    return CheckResult(exercise.id, exercise.title, outcomes, bool(getattr(lab, "simulated", False)))
+
+
+def _judge_one(lab: Any, e: Reach) -> Outcome:
+    try:
+        result = lab.probe(e.src, e.dst, port=e.port, protocol=e.protocol)
+    except NotFound as exc:
+        return Outcome(e.text, False, f"{exc}: run the cell that creates this exercise's pods first")
+    except LabkitError as exc:
+        return Outcome(e.text, False, f"could not test it: {exc}")
+    where = f"{e.src} -> {e.dst}:{e.port}/{e.protocol}"
+    if result.ok == e.allowed:
+        seen = f"answered by {result.answered_by}" if result.ok else f"blocked ({result.error})"
+        return Outcome(e.text, True, f"{where}: {seen}")
+    if e.allowed:
+        detail = f"{where} should work, but it failed: {result.error}"
+    else:
+        detail = f"{where} should be blocked, but {result.answered_by} answered"
+    return Outcome(e.text, False, detail + _why(lab, e))
+
+
+def _why(lab: Any, e: Reach) -> str:
+    """The oracle's reasons, as a hint of what decided (the learner's policies, by name)."""
+    try:
+        explanation = lab.explain(e.src, e.dst, port=e.port, protocol=e.protocol)
+    except LabkitError:
+        return ""
+    reasons = [r for r in explanation.reasons if "isolated" in r or "no NetworkPolicy" in r
+               or "cannot resolve" in r or "refuse" in r or "listens" in r]
+    picked = reasons[-2:] or explanation.reasons[-1:]
+    return "".join(f"\n  why: {r}" for r in picked)
+
+
+def _unknown(exercise_id: object, known: dict[str, Exercise]) -> NotFound:
+    close = [k for k in known if isinstance(exercise_id, str) and exercise_id and
+             (exercise_id in k or k.split("-", 1)[0] == exercise_id.split("-", 1)[0])]
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return NotFound(f"no exercise {exercise_id!r}{hint} (exercises: {', '.join(known)})")
