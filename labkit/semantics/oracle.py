@@ -155,6 +155,9 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
         return [to_pod(cluster, source, cluster.pods[owner], port, protocol)]
     if ip == addr.INTERNET_HOST_IP:
         return [_to_internet(cluster, source, ip, port, protocol)]
+    if ipaddress.IPv4Address(ip) in addr.SERVICE_CIDR:
+        return [Outcome(False, None, (f"{ip} is in the Service range but no Service has it: the connection is "
+                                      "rejected",), "connection refused")]
     return [Outcome(False, None, (f"{ip} is outside the lab: the fence drops every packet that would leave it",),
                     "timed out")]
 

@@ -88,11 +88,10 @@ def lookup(cluster: Cluster, fqdn: str) -> list[str] | None:
     if len(parts) != 3 + len(suffix) or parts[3:] != suffix:
         return None
     first, namespace, zone = parts[0], parts[1], parts[2]
-    if zone == "pod":
-        try:
-            return [str(ipaddress.IPv4Address(first.replace("-", ".")))]
-        except ValueError:
-            return None
+    if zone == "pod":  # like CoreDNS with "pods verified": only a pod of that namespace with that IP
+        ip = first.replace("-", ".")
+        owner = cluster.pod_by_ip().get(ip)
+        return [ip] if owner is not None and owner.split("/")[0] == namespace else None
     if zone != "svc":
         return None
     service = cluster.services.get(f"{namespace}/{first}")

@@ -242,7 +242,13 @@ def test_lab_internet_host(port, protocol, ok):
         assert ex.outcomes[0].error == "connection refused"
 
 
-@pytest.mark.parametrize("ip", ["8.8.8.8", "203.0.113.11", "10.244.9.9", "10.96.9.9", "192.168.1.1"])
+def test_an_unallocated_cluster_ip_is_rejected_like_kube_proxy_does():
+    ex = explain(cluster(), "x/client", "10.96.9.9", 80)
+    assert not ex.allowed and ex.outcomes[0].error == "connection refused"
+    assert "no Service has it" in str(ex)
+
+
+@pytest.mark.parametrize("ip", ["8.8.8.8", "203.0.113.11", "10.244.9.9", "192.168.1.1"])
 def test_the_fence_drops_everything_else(ip):
     ex = explain(cluster(), "x/client", ip, 80)
     assert not ex.allowed and ex.outcomes[0].error == "timed out"

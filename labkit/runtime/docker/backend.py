@@ -11,7 +11,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from labkit import __version__
-from labkit.dataplane import dns, names, nft_pol, ruleset
+from labkit.dataplane import conntrack, dns, names, nft_pol, ruleset
 from labkit.errors import BackendError, BackendUnavailable, CommandError
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
@@ -134,6 +134,7 @@ class DockerBackend(Backend):
         self._remove_handles(parked)
         self._remove(removed)
         self._apply_rules(new)
+        self._forget_udp_flows(conntrack.stale_udp_flows(old, new))
         self._sync_dns(new)
 
     def _check_images(self, cluster: Cluster) -> None:
@@ -185,6 +186,17 @@ class DockerBackend(Backend):
 
         with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
             list(pool.map(one, self.nodes))
+
+    def _forget_udp_flows(self, flows: list[tuple[str, int, str]]) -> None:
+        """Like kube-proxy: UDP flows to an endpoint that left its Service are forgotten."""
+        if not flows:
+            return
+        script = conntrack.delete_script(flows)
+        for node in self.nodes:
+            code, out, err = engine.exec_raw(self.client, node.id, ["sh", "-c", script], timeout=30)
+            if code != 0:
+                raise BackendError(f"clearing stale UDP flows in {node.name} failed: "
+                                   f"{(out + err).decode(errors='replace')[-300:]}")
 
     def _sync_dns(self, cluster: Cluster) -> None:
         """Give the DNS pod the model's records; return once dnsmasq answers with them."""
