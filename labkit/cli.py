@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from labkit import __version__, store
-from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
+from labkit.errors import BackendUnavailable, LabkitError, ModelError
 from labkit.lab import Lab, LabkitNotice
 
 
@@ -84,11 +84,8 @@ def _keep(lab: Lab) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    try:
-        store.load(args.lab)
+    if args.lab in store.names():
         raise ModelError(f"lab {args.lab!r} is already up: `labkit down --lab {args.lab}` first, or use apply")
-    except NotFound:
-        pass
     lab = Lab(args.lab, backend=args.backend, nodes=args.nodes)
     try:
         for f in args.file or []:

@@ -257,10 +257,8 @@ def _ask(conf, name, deadline, port, queries):
 
 def resolve(name, resolv_conf="/etc/resolv.conf", timeout=2.0, port=53, hosts=None):
     """Resolve ``name`` to IPv4 addresses; raises DNSError ("NXDOMAIN <name>", ...)."""
-    try:
+    if name.count(".") == 3 and all(p.isdigit() and int(p) <= 255 for p in name.split(".")):
         return Resolution(name, [str(ipaddress.IPv4Address(name))], name, [])
-    except ValueError:
-        pass
     if hosts:
         found = lookup_hosts(name, hosts)
         if found:

@@ -8,6 +8,7 @@ cannot be started gives 127 with the reason in ``output``; death by signal N
 gives 128+N. Output is capped at 1 MiB.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,10 +47,8 @@ def handle(request):
                                   timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the group may have ended by itself
             os.killpg(proc.pid, signal.SIGKILL)  # the group this call started
-        except OSError:
-            pass
         try:
             out, _ = proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # a descendant left the group, pipe still open
