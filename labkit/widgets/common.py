@@ -73,6 +73,41 @@ def pre(text: str) -> str:
     return f"<pre>{html.escape(text)}</pre>"
 
 
+def namespace_options(lab: Any) -> list[str]:
+    """The lab's namespaces, the learner's first (kube-system last)."""
+    names = sorted(lab.cluster.namespaces)
+    return [n for n in names if n not in ("default", "kube-system")] + \
+        [n for n in ("default", "kube-system") if n in names]
+
+
+class ObjectEditor(W.VBox):
+    """What the policy and Service editors share: a namespace dropdown kept in step with the
+    lab, deletion of one object of ``KIND``, and ``on_change`` after every change."""
+
+    KIND = ""
+
+    def _changed(self) -> None:
+        self.refresh()
+        if self.on_change is not None:
+            self.on_change()
+
+    def delete(self, ref: str) -> None:
+        namespace, name = ref.split("/", 1)
+        self.lab.delete(self.KIND, name, namespace=namespace)
+        self._changed()
+
+    def _refresh_namespaces(self) -> None:
+        options = namespace_options(self.lab)
+        if list(self.namespace.options) != options:
+            keep = self.namespace.value
+            self.namespace.options = options
+            if keep in options:
+                self.namespace.value = keep
+
+    def refresh(self) -> None:
+        raise NotImplementedError
+
+
 class ErrorArea(W.HBox):
     """Where a component shows what went wrong (newest first, the last ``keep`` errors).
 

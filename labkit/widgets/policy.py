@@ -15,8 +15,9 @@ from labkit.errors import ModelError
 from labkit.model.manifests import parse_document
 from labkit.semantics import policy as pol
 from labkit.widgets import forms
-from labkit.widgets.common import ErrorArea, css_widget, guard, pre, replace_children, set_classes
-from labkit.widgets.yaml_editor import YamlEditor, escape, namespace_options, object_row
+from labkit.widgets.common import (ErrorArea, ObjectEditor, css_widget, guard, namespace_options, pre,
+                                   replace_children, set_classes)
+from labkit.widgets.yaml_editor import YamlEditor, escape, object_row
 
 CUSTOM = "(custom)"
 
@@ -37,7 +38,7 @@ def describe_policy(obj: Any) -> list[str]:
     return lines
 
 
-class PolicyEditor(W.VBox):
+class PolicyEditor(ObjectEditor):
     """Form + presets + YAML editor + list of policies with Delete buttons.
 
     ``on_change()`` runs after every successful apply or delete. Attributes: the form
@@ -45,6 +46,8 @@ class PolicyEditor(W.VBox):
     ``peer_namespaces``, ``ports``, ``preset``), ``preview`` (HTML, ``labkit-generated``),
     ``use_button`` (``labkit-generate``), ``editor`` (a ``YamlEditor``), ``policy_list``.
     """
+
+    KIND = "networkpolicy"
 
     def __init__(self, lab: Any, on_change: Callable[[], None] | None = None, *, errors: ErrorArea | None = None):
         self.lab, self.on_change = lab, on_change
@@ -124,24 +127,9 @@ class PolicyEditor(W.VBox):
         self.use_form()
 
     # ------------------------------------------------------------ lab state
-    def _changed(self) -> None:
-        self.refresh()
-        if self.on_change is not None:
-            self.on_change()
-
-    def delete(self, ref: str) -> None:
-        namespace, name = ref.split("/", 1)
-        self.lab.delete("networkpolicy", name, namespace=namespace)
-        self._changed()
-
     def refresh(self) -> None:
         """Re-read namespaces and policies from the lab (after changes made in code)."""
-        options = namespace_options(self.lab)
-        if list(self.namespace.options) != options:
-            keep = self.namespace.value
-            self.namespace.options = options
-            if keep in options:
-                self.namespace.value = keep
+        self._refresh_namespaces()
         cluster = self.lab.cluster
         if cluster is self._seen:
             return

@@ -13,19 +13,22 @@ import ipywidgets as W
 
 from labkit.errors import ModelError
 from labkit.widgets import forms
-from labkit.widgets.common import ErrorArea, css_widget, guard, pre, replace_children, set_classes
-from labkit.widgets.yaml_editor import YamlEditor, escape, namespace_options, object_row
+from labkit.widgets.common import (ErrorArea, ObjectEditor, css_widget, guard, namespace_options, pre,
+                                   replace_children, set_classes)
+from labkit.widgets.yaml_editor import YamlEditor, escape, object_row
 
 SYSTEM_SERVICES = ("kube-system/kube-dns",)
 
 
-class ServiceEditor(W.VBox):
+class ServiceEditor(ObjectEditor):
     """Form + YAML editor + list of Services with endpoints and Delete buttons.
 
     ``on_change()`` runs after every successful apply or delete. Attributes: the form
     fields (``namespace``, ``name``, ``selector``, ``port``, ``target_port``, ``protocol``,
     ``type``, ``node_port``), ``preview``, ``use_button``, ``editor``, ``service_list``.
     """
+
+    KIND = "service"
 
     def __init__(self, lab: Any, on_change: Callable[[], None] | None = None, *, errors: ErrorArea | None = None):
         self.lab, self.on_change = lab, on_change
@@ -85,24 +88,9 @@ class ServiceEditor(W.VBox):
         self.editor.set_yaml(text)
         return text
 
-    def _changed(self) -> None:
-        self.refresh()
-        if self.on_change is not None:
-            self.on_change()
-
-    def delete(self, ref: str) -> None:
-        namespace, name = ref.split("/", 1)
-        self.lab.delete("service", name, namespace=namespace)
-        self._changed()
-
     def refresh(self) -> None:
         """Re-read namespaces, Services and endpoints from the lab."""
-        options = namespace_options(self.lab)
-        if list(self.namespace.options) != options:
-            keep = self.namespace.value
-            self.namespace.options = options
-            if keep in options:
-                self.namespace.value = keep
+        self._refresh_namespaces()
         cluster = self.lab.cluster
         if cluster is self._seen:
             return

@@ -93,12 +93,5 @@ def object_row(label_html: str, on_delete: Callable[[], None], errors: ErrorArea
     return W.HBox([button, W.HTML(label_html)])
 
 
-def namespace_options(lab: Any) -> list[str]:
-    """The lab's namespaces, the learner's first (kube-system last)."""
-    names = sorted(lab.cluster.namespaces)
-    return [n for n in names if n not in ("default", "kube-system")] + \
-        [n for n in ("default", "kube-system") if n in names]
-
-
 def escape(text: str) -> str:
     return html.escape(text)
