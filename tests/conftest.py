@@ -28,6 +28,9 @@ def docker_status() -> tuple[bool, str]:
 
 
 def pytest_collection_modifyitems(config, items):
+    # Browser tests last: Playwright's sync API keeps an event loop running in the main
+    # thread for the rest of the session, which would confuse the asyncio widget tests.
+    items.sort(key=lambda item: item.get_closest_marker("ui") is not None)
     docker_items = [i for i in items if i.get_closest_marker("docker")]
     if not docker_items:
         return
