@@ -27,6 +27,7 @@ POD_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.dis
 log = logging.getLogger(__name__)
 _cni_locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
+_bridged: set[str] = set()  # node containers whose cni0 bridge exists
 
 
 @dataclass
@@ -85,15 +86,18 @@ def create(client, lab: str, cluster: Cluster, ref: str, node: Node, lab_image: 
     pause = engine.run(
         client, names.pause_container(lab, ref), lab_image,
         names.labels(lab, "pause", pod=ref, node=node.name, version=version),
-        network_mode="none", hostname=pod.name[:63], command=["sleep", "infinity"],
+        network_mode="none", hostname=pod.name[:63], command=["sleep", "infinity"], sysctls=POD_SYSCTLS,
         dns=[addr.DNS_SERVICE_IP], dns_search=search_path(pod.namespace), dns_opt=["ndots:5"])
     handle = PodHandle(ref, pod.spec, node, pause, 0)
     try:
         handle.pid = engine.pid(pause)
         handle.cni = cni_args(lab, cluster, ref, handle.netns)
-        with _node_lock(node):
+        if node.id in _bridged:  # cni0 exists: the bridge plugin's ADDs may run side by side
             engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni})
-        engine.agent(client, node.id, "sysctl", {"netns": handle.netns, "values": POD_SYSCTLS})
+        else:  # the first ADD creates cni0: never two at once
+            with _node_lock(node):
+                engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni})
+                _bridged.add(node.id)
         for c in pod.spec.containers:
             options = app_options(pod, c, lab_image)
             image = options.pop("image")
@@ -114,8 +118,7 @@ def remove(client, lab: str, handle: PodHandle) -> None:
     """Unplug the pod (CNI DEL) and remove its containers."""
     if handle.cni:
         try:
-            with _node_lock(handle.node):
-                engine.agent(client, handle.node.id, "cni", {"command": "DEL", **handle.cni})
+            engine.agent(client, handle.node.id, "cni", {"command": "DEL", **handle.cni})
         except BackendError as exc:
             # Removing the pause container destroys the namespace and the veth with it.
             log.info("CNI DEL for %s failed (%s); removing its containers cleans up", handle.ref, exc)
