@@ -195,7 +195,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     dest = Path(args.dir).expanduser()
     copy_notebooks(dest)
     _err(f"notebooks in {dest}; {choose('auto')[1]}")
-    return jupyter_lab(dest, args.jupyter_args)
+    jupyter_lab(dest, args.jupyter_args)  # does not return: the process becomes JupyterLab
+    return 0
 
 
 def cmd_images(args: argparse.Namespace) -> int:

@@ -5,9 +5,9 @@ clone) and the rule that a learner's edited notebooks are never overwritten.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
@@ -52,11 +52,9 @@ def settings_dir(dest: Path) -> Path:
     return root
 
 
-def jupyter_lab(dest: Path, extra: list[str]) -> int:
-    try:
-        import jupyterlab  # noqa: F401,PLC0415 - only to give a clear error
-    except ImportError:
-        raise LabkitError("JupyterLab is not installed: pip install 'k8s-labkit[lab]' (or use ./dev lab)") from None
+def jupyter_lab(dest: Path, extra: list[str]) -> None:
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise LabkitError("JupyterLab is not installed: pip install 'k8s-labkit[lab]' (or use ./dev lab)")
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings_dir(dest)))
     argv = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={dest}", *extra]
-    return subprocess.call(argv, env=env)
+    os.execve(sys.executable, argv, env)  # become JupyterLab: Ctrl-C and signals reach it directly
