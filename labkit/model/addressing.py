@@ -19,6 +19,7 @@ INTERNET_HOST_IP = "203.0.113.10"
 DNS_SERVICE_IP = "10.96.0.10"
 FIRST_SERVICE_IP = ipaddress.ip_address("10.96.0.20")
 CLUSTER_DOMAIN = "cluster.local"
+NODE_PORT_FIRST, NODE_PORT_LAST = 30000, 32767
 # Deployment pod names use the same alphabet as Kubernetes' rand.SafeEncodeString.
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 

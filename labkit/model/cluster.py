@@ -139,7 +139,7 @@ class Cluster:
         elif isinstance(obj, Deployment):
             self._apply_deployment(obj, old)
         elif isinstance(obj, Service):
-            self._apply_service(obj, old)
+            obj = self._apply_service(obj, old)
         else:
             self.policies[obj.ref] = obj
         return "created" if old is None else ("unchanged" if old == obj else "configured")
@@ -204,7 +204,7 @@ class Cluster:
             self.pods[ref] = dataclasses.replace(p, labels={**p.labels, **dep.template_labels})
         self.deployments[dep.ref] = dep
 
-    def _apply_service(self, svc: Service, old: Service | None) -> None:
+    def _apply_service(self, svc: Service, old: Service | None) -> Service:
         current = self.service_ips.get(svc.ref)
         if svc.headless:
             if old is not None and current is not None:
@@ -234,7 +234,27 @@ class Cluster:
             self.service_cursor = ip
             self.service_ips[svc.ref] = ip
         self._check_node_ports(svc)
+        svc = self._allocate_node_ports(svc, old)
         self.services[svc.ref] = svc
+        return svc
+
+    def _allocate_node_ports(self, svc: Service, old: Service | None) -> Service:
+        """A NodePort Service port without ``nodePort`` gets one from 30000-32767, kept on re-apply."""
+        if svc.type != "NodePort" or all(p.node_port is not None for p in svc.ports):
+            return svc
+        used = {p.node_port for other in self.services.values() if other.ref != svc.ref for p in other.ports}
+        used |= {p.node_port for p in svc.ports}
+        ports = []
+        for p in svc.ports:
+            if p.node_port is None:
+                previous = next((q.node_port for q in (old.ports if old else ())
+                                 if (q.port, q.protocol) == (p.port, p.protocol) and q.node_port not in used), None)
+                chosen = previous or next(n for n in range(addr.NODE_PORT_FIRST, addr.NODE_PORT_LAST + 1)
+                                          if n not in used)
+                used.add(chosen)
+                p = dataclasses.replace(p, node_port=chosen)
+            ports.append(p)
+        return dataclasses.replace(svc, ports=tuple(ports))
 
     def _check_node_ports(self, svc: Service) -> None:
         for i, port in enumerate(svc.ports):

@@ -400,3 +400,18 @@ def test_not_found_suggests_the_pod_in_another_namespace():
 def test_bad_pod_refs(ref):
     with pytest.raises(ModelError):
         Cluster.new().pod(ref)
+
+
+def test_nodeport_without_a_number_gets_one_and_keeps_it():
+    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "w"},
+           "spec": {"type": "NodePort", "selector": {"a": "b"},
+                    "ports": [{"port": 80, "name": "h"}, {"port": 81, "name": "i", "nodePort": 30000}]}}
+    c, _ = Cluster.new().applied(parse(doc))
+    ports = {p.port: p.node_port for p in c.services["default/w"].ports}
+    assert ports == {80: 30001, 81: 30000}, "allocated from 30000-32767, skipping the one in use"
+    c, changes = c.applied(parse(doc))
+    assert [ch.action for ch in changes] == ["unchanged"]
+    assert {p.port: p.node_port for p in c.services["default/w"].ports} == ports
+    other = {**doc, "metadata": {"name": "v"}, "spec": {**doc["spec"], "ports": [{"port": 80}]}}
+    c, _ = c.applied(parse(other))
+    assert c.services["default/v"].ports[0].node_port == 30002
