@@ -181,7 +181,11 @@ class DockerBackend(Backend):
         def one(node: nodes.Node) -> None:
             text = ruleset.render(cluster, node.index)
             if self._rules.get(node.index) != text:
-                engine.agent(self.client, node.id, "nft", {"ruleset": text})
+                # nft itself, straight from stdin: one transaction, no interpreter to start first
+                code, out, err = engine.exec_raw(self.client, node.id, ["nft", "-f", "-"], text.encode(), timeout=60)
+                if code != 0:
+                    raise BackendError(f"{node.name} refused the ruleset (nothing changed): "
+                                       f"{(out + err).decode(errors='replace')[-1500:]}")
                 self._rules[node.index] = text
 
         with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
