@@ -147,7 +147,14 @@ def pid(container) -> int:
 def labelled(client, lab: str | None = None) -> list:
     """Containers labkit created (for one lab, or every lab when ``lab`` is None)."""
     label = names.LAB if lab is None else f"{names.LAB}={lab}"
-    return client.containers.list(all=True, filters={"label": label})
+    errors = docker_errors()
+    found = []
+    for row in client.api.containers(all=True, filters={"label": label}):
+        try:
+            found.append(client.containers.get(row["Id"]))
+        except errors.NotFound:  # removed between listing and reading: it is gone, as wanted
+            continue
+    return found
 
 
 def remove(client, containers: list, workers: int = 8) -> int:
