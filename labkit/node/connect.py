@@ -43,7 +43,11 @@ def main(stdin=sys.stdin):
     try:
         spec = json.loads(stdin.readline() or "{}")
         timeout = float(spec.get("timeout", 1.0))
-        enter_netns(spec.get("netns"))  # this process exists only for this connection
+        try:
+            enter_netns(spec.get("netns"))  # this process exists only for this connection
+        except OSError as exc:  # the namespace is gone, or is the host's (refused)
+            _emit({"ok": False, "error": exc.strerror or str(exc)})
+            return 2
         sock = socket.create_connection((spec["dst"], int(spec["port"])), timeout=timeout)
     except (KeyError, ValueError) as exc:
         _emit({"ok": False, "error": "bad request: %s" % exc})

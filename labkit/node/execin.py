@@ -14,6 +14,7 @@ import signal
 import subprocess
 
 from .errors import NodeError
+from .netns import refuse_host_netns
 
 MAX_OUTPUT = 1 << 20
 MAX_TIMEOUT = 3600
@@ -33,6 +34,10 @@ def handle(request):
     stdin = request.get("stdin")
     if stdin is not None and not isinstance(stdin, str):
         raise NodeError("stdin: must be a string")
+    try:
+        refuse_host_netns(netns)
+    except OSError as exc:
+        raise NodeError("netns: %s" % exc.strerror) from None
     full = (["nsenter", "--net=%s" % netns, "--"] if netns else []) + argv
     try:
         proc = subprocess.Popen(full, stdin=subprocess.PIPE if stdin is not None

@@ -5,11 +5,17 @@ so ``setns`` calls libc through ctypes. A thread that entered a namespace is nev
 ``run_in_netns`` and ``run_parallel`` start a new thread for every job, the job enters its
 namespace first and creates its sockets afterwards, and the thread ends with the job. The
 calling thread (and so the rest of the process) never changes namespace.
+
+Nodes run with ``--pid host`` so that they can reach their pods' ``/proc/<pid>/ns/net``;
+that also puts every host process's namespace within reach. ``refuse_host_netns`` is
+the safety net every command that takes a ``netns`` path goes through: it refuses PID 1's
+namespace and that of any process sharing the node's (= the host's) PID namespace.
 """
 
 import ctypes
 import ctypes.util
 import os
+import re
 import threading
 
 CLONE_NEWNET = 0x40000000
@@ -33,6 +39,57 @@ def setns(fd, nstype=CLONE_NEWNET):
         raise OSError(code, os.strerror(code))
 
 
+HOST_NETNS = "/proc/1/ns/net"
+_PROC_PATH = re.compile(r"^/proc/(\d+)/(?:task/\d+/)?ns/net$")
+
+
+class HostNamespaceError(PermissionError):
+    """A request named a namespace that is not a pod's: labkit never acts there."""
+
+
+def _same_ns(stat_result, other_path):
+    try:
+        other = os.stat(other_path)
+    except OSError:  # unreadable: cannot be the same one as far as this check can tell
+        return False
+    return (stat_result.st_dev, stat_result.st_ino) == (other.st_dev, other.st_ino)
+
+
+def refuse_host_netns(path, fd=None, host=None):
+    """Raise ``HostNamespaceError`` when ``path`` may be the host's network namespace.
+
+    Two checks, because nodes run with ``--pid host`` and so see every process:
+    the namespace must not be PID 1's (compared by device and inode, what ``readlink``
+    shows as ``net:[inode]``, so another path to the same namespace is caught too), and
+    a ``/proc/<pid>/ns/net`` path must belong to a process in a PID namespace other
+    than this agent's. Every pod's pause container has a PID namespace of its own; a
+    process that shares the node's is a process of the host (where PID 1 may not even
+    be readable). With ``fd`` (already opened from ``path``) the identity check is on
+    what was opened. A path that cannot be read is left to the operation to report."""
+    if not path:
+        return
+    try:
+        target = os.stat(path if fd is None else fd)
+    except OSError:
+        return
+    if _same_ns(target, host or HOST_NETNS):
+        raise HostNamespaceError(
+            1, "refusing to act in %s: it is the host's network namespace (that of PID 1); "
+               "labkit only works inside its own pods' namespaces" % path)
+    match = _PROC_PATH.match(path)
+    if match is None:
+        return
+    try:
+        pid_ns = os.stat("/proc/%s/ns/pid" % match.group(1))
+    except OSError:  # the process is gone: opening its namespace will fail by itself
+        return
+    if _same_ns(pid_ns, "/proc/self/ns/pid"):
+        raise HostNamespaceError(
+            1, "refusing to act in %s: process %s shares the node's PID namespace, so it "
+               "is not a pod (nodes see the host's processes); labkit only works inside "
+               "its own pods' namespaces" % (path, match.group(1)))
+
+
 def enter_netns(path):
     """Move the calling thread into the network namespace at ``path`` (no-op if falsy).
 
@@ -44,6 +101,11 @@ def enter_netns(path):
     except OSError as exc:
         raise OSError(exc.errno, "cannot open network namespace %s: %s"
                       % (path, os.strerror(exc.errno or 0))) from None
+    try:
+        refuse_host_netns(path, fd)
+    except OSError:
+        os.close(fd)
+        raise
     try:
         setns(fd, CLONE_NEWNET)
     except OSError as exc:

@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from .errors import NodeError
+from .netns import refuse_host_netns
 
 NFT_TIMEOUT = 120
 _TABLE = re.compile(r"^(?:table\s+)?(ip|ip6|inet|arp|bridge|netdev)\s+([A-Za-z0-9_.-]+)$")
@@ -42,6 +43,10 @@ def _netns(request):
     netns = request.get("netns")
     if netns is not None and (not isinstance(netns, str) or not netns):
         raise NodeError("netns: must be a non-empty string")
+    try:
+        refuse_host_netns(netns)
+    except OSError as exc:
+        raise NodeError("netns: %s" % exc.strerror) from None
     return netns
 
 

@@ -6,6 +6,8 @@ routes, links, addresses and ip_forward are compared before, during and after a 
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 import labkit
 from tests.conftest import share_lab
-from tests.integration.helpers import client, lab_containers, pod_doc
+from tests.integration.helpers import client, lab_containers, pod_containers, pod_doc
 
 pytestmark = pytest.mark.docker
 
@@ -137,6 +139,30 @@ def test_every_lab_container_is_off_the_host_network(lab):
         else:
             assert mode == "none", (c.name, mode)
         assert not host.get("PortBindings"), c.name
+
+
+@pytest.mark.parametrize("command", ["probe", "exec-in"])
+def test_node_agent_refuses_a_host_process_namespace(lab, command):
+    """Nodes run with --pid host, so this test process (on the host) is visible to them.
+    Asked to act in its network namespace, the node's agent refuses; in a pod's, it acts."""
+    node = next(c for c in lab_containers(LAB) if c.labels["io.labkit.role"] == "node"
+                and c.labels["io.labkit.node"] == "node-1")
+    host_side = f"/proc/{os.getpid()}/ns/net"
+    pause = next(c for c in pod_containers(LAB, "default/n1") if c.labels["io.labkit.role"] == "pause")
+    pod_side = f"/proc/{pause.attrs['State']['Pid']}/ns/net"
+    for netns, refused in ((host_side, True), (pod_side, False)):
+        request = ({"probes": [{"id": "p", "dst": "127.0.0.1", "port": 80, "netns": netns}]}
+                   if command == "probe" else {"netns": netns, "argv": ["ip", "-o", "-4", "addr"]})
+        code, out = node.exec_run(["sh", "-c", f"echo '{json.dumps(request)}' | "
+                                   f"python3 -m labkit.node {command}"])
+        reply = json.loads(out.decode().splitlines()[-1])
+        if command == "probe":
+            result = reply["results"][0]
+            assert ("shares the node's PID namespace" in (result["error"] or "")) is refused, result
+            assert result["ok"] is not refused, result  # n1 serves 80/TCP on its own localhost
+        else:
+            assert (code == 2) is refused, reply
+            assert refused or lab.pod_ip("n1") in reply["output"], reply
 
 
 def test_no_container_has_the_docker_socket(lab):

@@ -8,10 +8,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.nsholder import can_unshare_net, pod_namespace
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "labkit" / "node"
 
@@ -157,19 +158,8 @@ def _real_cni_dir():
     return None
 
 
-def _can_unshare_net():
-    """True when this process may create a network namespace (root + CAP_SYS_ADMIN)."""
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return False
-    try:
-        return subprocess.run(["unshare", "--net", "true"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 needs_netns = pytest.mark.skipif(
-    not _can_unshare_net() or not shutil.which("nsenter") or not shutil.which("ip"),
+    not can_unshare_net() or not shutil.which("nsenter") or not shutil.which("ip"),
     reason="needs root with CAP_SYS_ADMIN (unshare --net), nsenter and ip to create "
            "a throw-away network namespace")
 
@@ -178,16 +168,8 @@ needs_netns = pytest.mark.skipif(
 @pytest.mark.skipif(_real_cni_dir() is None,
                     reason="CNI bridge/static plugins not installed (containernetworking-plugins)")
 def test_real_bridge_plugin_in_private_namespaces(node_env):
-    holders = [subprocess.Popen(["unshare", "--net", "sleep", "300"]) for _ in range(2)]
-    node_ns, pod_ns = ("/proc/%d/ns/net" % h.pid for h in holders)
-    in_node = ("nsenter", "--net=%s" % node_ns, "--")
-    try:
-        for holder in holders:  # wait until unshare has exec'd sleep in its new netns
-            for _ in range(100):
-                if os.readlink("/proc/%d/ns/net" % holder.pid) != \
-                        os.readlink("/proc/self/ns/net"):
-                    break
-                time.sleep(0.02)
+    with pod_namespace() as (_, node_ns), pod_namespace() as (_, pod_ns):
+        in_node = ("nsenter", "--net=%s" % node_ns, "--")
         request = {"command": "ADD", "netns": pod_ns, "container_id": "labkit-test",
                    "ifname": "eth0", "cni_path": _real_cni_dir(),
                    "config": cni.bridge_config("10.244.0.0/24", "10.244.0.1", "10.244.0.5")}
@@ -211,7 +193,3 @@ def test_real_bridge_plugin_in_private_namespaces(node_env):
         code, out = run_node(node_env, "exec-in", {"netns": pod_ns,
                                                    "argv": ["ip", "-o", "link"]})
         assert "eth0" not in out["output"]
-    finally:
-        for holder in holders:
-            holder.kill()  # our own children, by pid
-            holder.wait()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.nsholder import can_unshare_net, pod_namespace
+
 NODE_DIR = Path(__file__).resolve().parents[2] / "labkit" / "node"
 
 
@@ -53,19 +55,8 @@ def free_port():
         return tcp.getsockname()[1]
 
 
-def _can_unshare_net():
-    """True when this process may create a network namespace (root + CAP_SYS_ADMIN)."""
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return False
-    try:
-        return subprocess.run(["unshare", "--net", "true"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 needs_netns = pytest.mark.skipif(
-    not _can_unshare_net() or not shutil.which("nsenter") or not shutil.which("ip"),
+    not can_unshare_net() or not shutil.which("nsenter") or not shutil.which("ip"),
     reason="needs root with CAP_SYS_ADMIN (unshare --net), nsenter and ip to create "
            "a throw-away network namespace")
 
@@ -76,22 +67,18 @@ def pod(node_env):
     port = free_port()
     script = 'ip link set lo up && exec "$0" -m labkit.node serve --name ns1/pod ' \
              '--bind 127.0.0.1 --port %d/TCP --port %d/UDP' % (port, port)
-    proc = subprocess.Popen(["unshare", "--net", "sh", "-c", script, sys.executable],
-                            env=node_env[0], cwd=node_env[1], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    ready = threading.Event()
+    with pod_namespace(["sh", "-c", script, sys.executable], env=node_env[0], cwd=node_env[1],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) \
+            as (proc, netns):
+        ready = threading.Event()
 
-    def collect():
-        for line in proc.stderr:
-            if " serving " in line:
-                ready.set()
-    threading.Thread(target=collect, daemon=True).start()
-    try:
+        def collect():
+            for line in proc.stderr:
+                if " serving " in line:
+                    ready.set()
+        threading.Thread(target=collect, daemon=True).start()
         assert ready.wait(10), "serve did not start in the namespace"
-        yield {"netns": "/proc/%d/ns/net" % proc.pid, "port": port}
-    finally:
-        proc.kill()  # our own child, by pid
-        proc.wait()
+        yield {"netns": netns, "port": port}
 
 
 @needs_netns
@@ -193,3 +180,65 @@ def test_exec_in_timeout_kills_the_group(node_env):
     assert code == 0 and reply["exit_code"] == 124 and reply["timed_out"] is True
     assert reply["output"].startswith("started")
     assert time.monotonic() - started < 10
+
+
+@needs_netns
+def test_refuse_host_netns_compares_namespaces_not_paths(pod):
+    """The guard matches a namespace by identity: the same namespace under another path
+    is refused, a different namespace passes, an unreadable path is left to the caller."""
+    netns = load_node("netns")
+    pid = pod["netns"].split("/")[2]
+    same = "/proc/%s/task/%s/ns/net" % (pid, pid)
+    with pytest.raises(netns.HostNamespaceError, match="host's network namespace"):
+        netns.refuse_host_netns(same, host=pod["netns"])
+    netns.refuse_host_netns(pod["netns"])  # a pod: its own net and PID namespaces
+    netns.refuse_host_netns("/nonexistent/ns", host=pod["netns"])
+    netns.refuse_host_netns(None, host=pod["netns"])
+
+
+HOST_SIDE = "/proc/%d/ns/net" % os.getpid()  # this test process: not in a pod
+
+
+def _refusals(path):
+    return [
+        ("exec-in", {"netns": path, "argv": ["true"]}),
+        ("sysctl", {"netns": path, "keys": ["net.ipv4.ip_forward"]}),
+        ("nft", {"netns": path, "ruleset": "table ip labkit-x {\n}\n", "check": True}),
+        ("cni", {"command": "CHECK", "netns": path, "container_id": "x",
+                 "config": {"cniVersion": "1.0.0", "name": "n", "type": "bridge"}}),
+    ]
+
+
+def _assert_refused(node_env, path, why):
+    """Every agent command that takes a namespace path refuses ``path``, with ``why``."""
+    for command, request in _refusals(path):
+        code, reply = run_node(node_env, command, request)
+        assert code == 2, (command, reply)
+        assert reply["error"].startswith("netns: refusing to act in %s" % path) or \
+            reply["error"].startswith("refusing to act in %s" % path), (command, reply)
+        assert why in reply["error"], (command, reply)
+    code, reply = run_node(node_env, "probe", {"probes": [
+        {"id": "h", "dst": "127.0.0.1", "port": 9, "netns": path}]})
+    assert code == 0 and reply["results"][0]["ok"] is False
+    assert reply["results"][0]["error"].startswith("refusing to act in %s" % path)
+    proc = subprocess.run([sys.executable, "-m", "labkit.node", "connect"],
+                          input=json.dumps({"netns": path, "dst": "127.0.0.1", "port": 9}) + "\n",
+                          capture_output=True, text=True, env=node_env[0], cwd=node_env[1],
+                          timeout=30)
+    assert proc.returncode == 2, proc.stdout
+    assert json.loads(proc.stdout.splitlines()[0])["error"].startswith("refusing to act in %s" % path)
+
+
+@needs_netns
+def test_agent_refuses_namespaces_of_processes_outside_pods(node_env):
+    """Nodes run with --pid host, so every host process's /proc/<pid>/ns/net is within
+    their reach. A process that shares the agent's PID namespace is not a pod: refused,
+    whatever the agent was asked to do there (here: this very test process)."""
+    _assert_refused(node_env, HOST_SIDE, "shares the node's PID namespace")
+
+
+@pytest.mark.skipif(not os.access("/proc/1/ns/net", os.R_OK),
+                    reason="/proc/1/ns/net is not readable here (not root, or PID 1 is "
+                           "protected, as in a Firecracker VM): the PID-1 check cannot be shown")
+def test_agent_refuses_pid_1s_namespace(node_env):
+    _assert_refused(node_env, "/proc/1/ns/net", "host's network namespace (that of PID 1)")

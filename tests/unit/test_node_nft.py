@@ -2,14 +2,14 @@
 throw-away network namespace (root only; the host's ruleset is never touched)."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.nsholder import can_unshare_net, pod_namespace
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "labkit" / "node"
 
@@ -126,29 +126,12 @@ def test_missing_nft_binary(node_env, tmp_path):
     assert code == 2 and reply["error"] == "nft not found (is nftables installed?)"
 
 
-def _can_unshare_net():
-    """True when this process may create a network namespace (root + CAP_SYS_ADMIN)."""
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return False
-    try:
-        return subprocess.run(["unshare", "--net", "true"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@pytest.mark.skipif(not _can_unshare_net() or not shutil.which("nsenter")
+@pytest.mark.skipif(not can_unshare_net() or not shutil.which("nsenter")
                     or not shutil.which("nft"),
                     reason="needs root with CAP_SYS_ADMIN (unshare --net), nsenter and nft "
                            "for a throw-away network namespace")
 def test_real_nft_in_private_namespace(node_env):
-    holder = subprocess.Popen(["unshare", "--net", "sleep", "300"])
-    netns = "/proc/%d/ns/net" % holder.pid
-    try:
-        for _ in range(100):
-            if os.readlink(netns) != os.readlink("/proc/self/ns/net"):
-                break
-            time.sleep(0.02)
+    with pod_namespace() as (_, netns):
         ruleset = RULESET.replace("{\n}", "{\n  chain c {\n    type filter hook forward "
                                   "priority 0; policy accept;\n    ip daddr 10.96.0.1 "
                                   "counter\n  }\n}")
@@ -176,6 +159,3 @@ def test_real_nft_in_private_namespace(node_env):
         code, reply = run_node(node_env, "nft-list", {"tables": ["ip labkit-svc"],
                                                       "netns": netns})
         assert "10.96.0.1" in reply["text"]  # failed transaction left the table intact
-    finally:
-        holder.kill()  # our own child, by pid
-        holder.wait()

@@ -138,7 +138,7 @@ def agent(client, container_id: str, command: str, payload: dict[str, Any] | Non
 def pid(container) -> int:
     container.reload()
     value = container.attrs["State"]["Pid"]
-    if not value:
+    if not value or value <= 1:  # 1 would name the host's init: never act on it
         raise BackendError(f"container {container.name} is not running "
                            f"(status {container.attrs['State'].get('Status')})")
     return value
