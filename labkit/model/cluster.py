@@ -58,6 +58,11 @@ class Cluster:
     ip_cursors: dict[int, str] = field(default_factory=dict)
     service_cursor: str | None = None
     not_ready: frozenset[str] = frozenset()
+    # kubectl's last-applied-configuration, for labels: what the last apply of a pod or
+    # namespace set ("Pod x/a" / "Namespace x" -> labels), so a re-apply keeps the labels
+    # added since with `label` and drops only those it set itself and no longer sets.
+    applied_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    retired: frozenset[str] = frozenset()  # replica names used once: never given out again
 
     @classmethod
     def new(cls, nodes: int = 1) -> "Cluster":
@@ -74,7 +79,7 @@ class Cluster:
     def copy(self) -> "Cluster":
         return dataclasses.replace(self, **{k: dict(getattr(self, k)) for k in (
             "namespaces", "pods", "deployments", "services", "policies", "pod_ips", "pod_nodes",
-            "service_ips", "ip_cursors")})
+            "service_ips", "ip_cursors", "applied_labels")})
 
     # ----------------------------------------------------------------- queries
     @property
@@ -120,9 +125,18 @@ class Cluster:
                 raise exc.located(where) from None
         return new, changes
 
+    def _three_way(self, key: str, live: Mapping[str, str] | None, applied: dict[str, str]) -> dict[str, str]:
+        """kubectl apply's merge of labels: keep live labels the last apply did not set, drop
+        those it set and this one does not, take this apply's values."""
+        last = self.applied_labels.get(key, {})
+        self.applied_labels[key] = dict(applied)
+        kept = {k: v for k, v in (live or {}).items() if k not in last}
+        return {**kept, **applied}
+
     def _apply_one(self, obj: Object) -> str:
         if isinstance(obj, Namespace):
             old = self.namespaces.get(obj.name)
+            obj = Namespace(obj.name, self._three_way(f"Namespace {obj.name}", old and old.labels, obj.labels))
             self.namespaces[obj.name] = obj
             return "created" if old is None else ("unchanged" if old == obj else "configured")
         if obj.namespace not in self.namespaces:
@@ -135,6 +149,7 @@ class Cluster:
         if isinstance(obj, Pod):
             if old is not None and old.owner:
                 raise ModelError(f"pod {obj.ref} belongs to {old.owner}: change the Deployment instead")
+            obj = dataclasses.replace(obj, labels=self._three_way(f"Pod {obj.ref}", old and old.labels, obj.labels))
             self._add_pod(obj, keep=old)
         elif isinstance(obj, Deployment):
             self._apply_deployment(obj, old)
@@ -179,7 +194,8 @@ class Cluster:
             store.pop(ref, None)
         self.not_ready = self.not_ready - {ref}
 
-    def _apply_deployment(self, dep: Deployment, old: Deployment | None) -> None:
+    def _apply_deployment(self, dep: Deployment, old: Deployment | None) -> list[str]:
+        """Bring the Deployment's replicas to ``dep``; returns the refs of pods it created."""
         template = (tuple(sorted(dep.template_labels.items())), dep.template_spec)
         pod_hash = addr.safe_suffix(repr(template), 10)
         owner = f"Deployment {dep.ref}"
@@ -189,20 +205,22 @@ class Cluster:
         for ref in mine:
             if ref not in current:
                 self._forget_pod(ref)
-        i = 0
+        i, created = 0, []
         while len(current) < dep.replicas:
             name = f"{dep.name}-{pod_hash}-{addr.safe_suffix(f'{dep.ref}/{pod_hash}/{i}', 5)}"
             i += 1
-            if f"{dep.namespace}/{name}" in self.pods:
+            if f"{dep.namespace}/{name}" in self.pods or f"{dep.namespace}/{name}" in self.retired:
                 continue
             pod = Pod(dep.namespace, name, dict(dep.template_labels), dep.template_spec, owner)
             f.dns1123_subdomain(name, "metadata.name")
             self._add_pod(pod)
             current.append(pod.ref)
+            created.append(pod.ref)
         for ref in current:  # template labels may have changed
             p = self.pods[ref]
             self.pods[ref] = dataclasses.replace(p, labels={**p.labels, **dep.template_labels})
         self.deployments[dep.ref] = dep
+        return created
 
     def _apply_service(self, svc: Service, old: Service | None) -> Service:
         current = self.service_ips.get(svc.ref)
@@ -278,6 +296,7 @@ class Cluster:
                 for ref in [r for r in getattr(new, store) if r.startswith(f"{name}/")]:
                     changes.extend(new._delete_one(store, ref))
             del new.namespaces[name]
+            new.applied_labels.pop(f"Namespace {name}", None)
             return new, changes + [Change("Namespace", name, "deleted")]
         ref = f"{namespace}/{name}"
         if (kind, ref) in SYSTEM_OBJECTS:
@@ -294,7 +313,13 @@ class Cluster:
             return []
         changes = [Change(kind, ref, "deleted")]
         if store == "pods":
+            self.applied_labels.pop(f"Pod {ref}", None)
             self._forget_pod(ref)
+            owner = obj.owner.split(" ", 1)[1] if obj.owner else None
+            if owner in self.deployments:  # its ReplicaSet replaces it at once: a new name, a new IP
+                self.retired = self.retired | {ref}
+                changes += [Change("Pod", r, "created")
+                            for r in self._apply_deployment(self.deployments[owner], self.deployments[owner])]
         elif store == "services":
             self.service_ips.pop(ref, None)
         elif store == "deployments":

@@ -119,6 +119,24 @@ def test_a_deleted_pod_leaves_the_endpoints_at_once(lab):
     assert "x/extra" not in lab.rules()
 
 
+def test_a_deleted_replica_is_replaced_and_serves_right_after_the_delete(lab):
+    """As with a ReplicaSet: the Deployment's pod count is kept; the replacement is a new
+    pod (new name, new IP, new containers) that is in the endpoints and answers at once."""
+    before = scale(lab, 2)
+    gone = before[0]
+    gone_ip = lab.pod_ip(gone)
+    changes = lab.delete("pod", gone.split("/")[1], namespace="x")
+    after = replicas(lab)
+    (added,) = set(after) - set(before)
+    assert len(after) == 2 and gone not in after
+    assert [str(c) for c in changes] == [f"pod/{gone} deleted", f"pod/{added} created"]
+    assert lab.pod_ip(added) != gone_ip
+    assert ready(lab) == after
+    counts = answered(batch(lab, "web", 60))
+    assert set(counts) == set(after), dict(counts)
+    assert lab.probe("x/client", added, 8080).answered_by == added
+
+
 def test_relabelling_a_pod_moves_it_out_of_and_back_into_the_service(lab):
     pods = scale(lab, 3)
     target = pods[0]

@@ -386,6 +386,60 @@ def test_label_default_namespace_pod_ref():
     assert new.pods["default/solo"].labels["a"] == "b"
 
 
+def test_reapply_keeps_labels_added_since_like_kubectl_apply():
+    """kubectl apply merges three ways: labels added with `kubectl label` survive a
+    re-apply of the unchanged manifest; the manifest's own keys take its values."""
+    manifest = [ns("x", team="a"), pod("x/a", labels={"pod": "a", "role": "web"})]
+    c = build(manifest)
+    c, _ = c.labeled("pod", "x/a", {"tier": "db", "role": "cache"})
+    c, _ = c.labeled("namespace", "x", {"env": "prod"})
+    ip = c.pod_ips["x/a"]
+    new, changes = apply(c, manifest)
+    assert new.pods["x/a"].labels == {"pod": "a", "role": "web", "tier": "db"}
+    assert new.namespaces["x"].labels == {"kubernetes.io/metadata.name": "x", "team": "a", "env": "prod"}
+    assert new.pod_ips["x/a"] == ip  # labels only: the same pod
+    assert {(ch.ref, ch.action) for ch in changes} == {("x", "unchanged"), ("x/a", "configured")}
+    again, changes = apply(new, manifest)
+    assert {ch.action for ch in changes} == {"unchanged"}
+
+
+def test_reapply_drops_only_labels_the_last_apply_set():
+    c = build([ns("x"), pod("x/a", labels={"pod": "a", "role": "web"})])
+    c, _ = c.labeled("pod", "x/a", {"tier": "db"})
+    new, _ = apply(c, [ns("x"), pod("x/a", labels={"pod": "a"})])  # role removed from the file
+    assert new.pods["x/a"].labels == {"pod": "a", "tier": "db"}
+    after_delete, _ = new.deleted("pod", "a", "x")
+    fresh, _ = apply(after_delete, [pod("x/a", labels={"pod": "a"})])  # a new pod: nothing kept
+    assert fresh.pods["x/a"].labels == {"pod": "a"}
+
+
+def test_a_deleted_replica_is_replaced_with_a_new_name_and_address():
+    """Like a ReplicaSet: deleting one pod of a Deployment brings a new one at once."""
+    c = world()
+    before = replicas(c)
+    gone = before[0]
+    new, changes = c.deleted("pod", gone.split("/")[1], "x")
+    after = replicas(new)
+    assert len(after) == len(before) and gone not in after
+    (added,) = set(after) - set(before)
+    assert new.pod_ips[added] not in c.pod_ips.values()
+    assert [(ch.kind, ch.ref, ch.action) for ch in changes] == [
+        ("Pod", gone, "deleted"), ("Pod", added, "created")]
+    assert new.pods[added].labels == c.pods[gone].labels
+    # the name is never given out again, also when the replacement goes too
+    newer, _ = new.deleted("pod", added.split("/")[1], "x")
+    assert gone not in replicas(newer) and added not in replicas(newer)
+    assert len(replicas(newer)) == len(before)
+
+
+def test_scaling_to_zero_or_deleting_the_deployment_replaces_nothing():
+    c = world()
+    new, changes = c.deleted("deployment", "web", "x")
+    assert replicas(new) == [] and {ch.action for ch in changes} == {"deleted"}
+    new, changes = c.deleted("namespace", "x")
+    assert {ch.action for ch in changes} == {"deleted"}
+
+
 # ------------------------------------------------------------------ lookups
 def test_not_found_suggests_the_pod_in_another_namespace():
     c = build([ns("x"), ns("y"), pod("x/a"), pod("y/a")])
