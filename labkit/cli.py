@@ -201,15 +201,19 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 def cmd_images(args: argparse.Namespace) -> int:
     from labkit.runtime.docker import engine, image  # noqa: PLC0415
+    if args.offline and args.base:
+        raise LabkitError("--base names the Dockerfile's FROM image: it cannot go with --offline")
     if not args.force:
         try:
             _out(f"{image.check(engine.connect())} is up to date")
             return 0
         except BackendUnavailable as exc:
             _err(str(exc))
-    offline = args.offline or (not args.dockerfile and image.can_build_offline())
-    _err(f"building {image.tag()} ({'offline: debootstrap + docker import' if offline else 'docker build'})")
-    _out(image.build(offline=offline).strip().splitlines()[-1])
+    offline = args.offline or (not args.dockerfile and not args.base and image.can_build_offline())
+    how = "offline: debootstrap + docker import" if offline else \
+        f"from environments/image/Dockerfile, FROM {args.base or 'debian:bookworm-slim'}"
+    _err(f"building {image.tag()} ({how})")
+    _out(image.build(offline=offline, base=args.base).strip().splitlines()[-1])
     return 0
 
 
@@ -263,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--offline", action="store_true",
                      help="build without a registry (debootstrap from the apt mirror, then docker import)")
     how.add_argument("--dockerfile", action="store_true", help="docker build FROM debian:bookworm-slim")
+    sp.add_argument("--base", metavar="IMAGE",
+                    help="with the Dockerfile: FROM this image (a mirror of debian:bookworm-slim)")
     sp.add_argument("--force", action="store_true", help="build even when the image is up to date")
     sp.set_defaults(func=cmd_images)
     sp = sub.add_parser("notebooks", help="copy the course notebooks to DEST (never overwrites)")

@@ -2,6 +2,9 @@
 # Build the labkit lab image without any container registry:
 #
 #   build-offline.sh TAG LABKIT_PKG_DIR        e.g.  build-offline.sh labkit/lab:0.1.0 ./labkit
+#   build-offline.sh --slim-base TAG           a stand-in for debian:bookworm-slim (minbase,
+#                                              trimmed, no extra package) to test the Dockerfile
+#                                              where no registry is reachable
 #
 # 1. Root filesystem: `debootstrap --variant=minbase --include=<packages.txt> bookworm`
 #    from the apt mirror this machine is configured with (discovered at run time from
@@ -40,13 +43,20 @@ die() { printf 'build-offline: ERROR: %s\n' "$*" >&2; exit 1; }
 t0=$SECONDS
 elapsed() { printf '%ss' "$((SECONDS - t0))"; }
 
-usage() { sed -n '2,4p' "$0" >&2; exit 2; }
-[[ $# == 2 ]] || usage
-TAG=$1
-PKG_DIR=$2
-[[ -n $TAG ]] || usage
-[[ -d $PKG_DIR/node ]] || die "$PKG_DIR/node is not a directory (LABKIT_PKG_DIR must be the 'labkit' package dir)"
-PKG_DIR=$(cd "$PKG_DIR" && pwd)
+usage() { sed -n '2,7p' "$0" >&2; exit 2; }
+SLIM=0
+if [[ ${1:-} == --slim-base ]]; then
+    SLIM=1; shift
+    [[ $# == 1 && -n $1 ]] || usage
+    TAG=$1
+else
+    [[ $# == 2 ]] || usage
+    TAG=$1
+    PKG_DIR=$2
+    [[ -n $TAG ]] || usage
+    [[ -d $PKG_DIR/node ]] || die "$PKG_DIR/node is not a directory (LABKIT_PKG_DIR must be the 'labkit' package dir)"
+    PKG_DIR=$(cd "$PKG_DIR" && pwd)
+fi
 name_part=${TAG##*/}
 if [[ $name_part == *:* ]]; then VERSION=${name_part##*:}; else VERSION=latest; TAG=$TAG:latest; fi
 
@@ -61,15 +71,19 @@ if [[ -z $ARCH ]]; then
     case $(uname -m) in x86_64) ARCH=amd64 ;; aarch64) ARCH=arm64 ;; *) die "unknown architecture $(uname -m)" ;; esac
 fi
 
-mapfile -t PACKAGES < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$PKGFILE" | grep -v '^$' | sort -u)
-((${#PACKAGES[@]} > 0)) || die "no packages in $PKGFILE"
+if ((SLIM)); then
+    PACKAGES=()
+else
+    mapfile -t PACKAGES < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$PKGFILE" | grep -v '^$' | sort -u)
+    ((${#PACKAGES[@]} > 0)) || die "no packages in $PKGFILE"
+fi
 INCLUDE=$(IFS=,; echo "${PACKAGES[*]}")
 
 CACHE=${LABKIT_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/labkit}
 mkdir -p "$CACHE"
 KEY=$(printf 'recipe=%s\nsuite=%s\narch=%s\nvariant=minbase\npackages=%s\n' \
     "$RECIPE" "$SUITE" "$ARCH" "$INCLUDE" | sha256sum | cut -c1-16)
-BASE=$CACHE/rootfs-$SUITE-$ARCH-$KEY.tar
+if ((SLIM)); then BASE=$CACHE/slim-$SUITE-$ARCH-$KEY.tar; else BASE=$CACHE/rootfs-$SUITE-$ARCH-$KEY.tar; fi
 BASE_SUM=$BASE.sha256
 
 # One build at a time per cache directory.
@@ -254,7 +268,8 @@ build_base() {
         p=$(apt-config dump 2>/dev/null | sed -n 's/^Acquire::http::Proxy "\(.*\)";$/\1/p' | head -n1)
         if [[ -n $p && $p != DIRECT ]]; then export http_proxy=$p; fi
     fi
-    local args=(--variant=minbase --arch="$ARCH" --components=main --include="$INCLUDE")
+    local args=(--variant=minbase --arch="$ARCH" --components=main)
+    [[ -n $INCLUDE ]] && args+=(--include="$INCLUDE")
     [[ -n $MIRROR_KEYRING ]] && args+=(--keyring="$MIRROR_KEYRING")
     [[ $MIRROR_TRUSTED == yes ]] && args+=(--no-check-gpg)
     WORK=$(mktemp -d "$CACHE/work.XXXXXX")
@@ -272,7 +287,7 @@ build_base() {
     trim_rootfs "$ROOTFS"
     # sanity: the tools labkit relies on are there
     local b
-    for b in usr/bin/python3 usr/sbin/nft usr/sbin/ip usr/sbin/conntrack usr/lib/cni/bridge \
+    ((SLIM)) || for b in usr/bin/python3 usr/sbin/nft usr/sbin/ip usr/sbin/conntrack usr/lib/cni/bridge \
              usr/lib/cni/host-local usr/lib/cni/static usr/sbin/dnsmasq usr/bin/tcpdump; do
         [[ -e $ROOTFS/$b || -L $ROOTFS/$b ]] || die "rootfs lacks /$b"
     done
@@ -285,7 +300,7 @@ build_base() {
     cleanup; WORK=""; ROOTFS=""
     # drop root filesystems cached under older keys (stale package list or recipe)
     local old
-    for old in "$CACHE"/rootfs-*.tar; do
+    ((SLIM)) || for old in "$CACHE"/rootfs-*.tar; do
         [[ $old == "$BASE" || ! -e $old ]] && continue
         say "removing stale cache $(basename "$old")"
         rm -f "$old" "$old.sha256" "$CACHE/debootstrap-$(basename "$old" .tar | sed 's/.*-//').log"
@@ -308,6 +323,13 @@ if [[ -s $BASE && -s $BASE_SUM ]]; then
 else
     rm -f "$BASE" "$BASE_SUM"
     build_base
+fi
+
+if ((SLIM)); then
+    docker import --change 'CMD ["bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        "$BASE" "$TAG" >/dev/null || die "docker import of $BASE failed"
+    say "built $TAG (slim base, $(du -h "$BASE" | cut -f1)) in $(elapsed)"
+    exit 0
 fi
 
 BASE_HASH=$(cat "$BASE_SUM")

@@ -272,3 +272,8 @@ def test_python_dash_m_labkit_version():
                           cwd=root, timeout=60)
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"labkit {labkit.__version__}"
+
+
+def test_images_build_refuses_a_base_for_the_offline_recipe(capsys):
+    assert main(["images", "build", "--offline", "--base", "debian:bookworm-slim"]) != 0
+    assert "--base names the Dockerfile's FROM image: it cannot go with --offline" in capsys.readouterr().err

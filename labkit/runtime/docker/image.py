@@ -70,17 +70,45 @@ def can_build_offline() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def build(offline: bool = True) -> str:
-    """Build the lab image; returns the build log. Offline: debootstrap + docker import."""
+def build(offline: bool = True, client=None, name: str | None = None, base: str | None = None) -> str:
+    """Build the lab image as ``name`` (default: ``tag()``); returns the build log.
+
+    Offline: debootstrap + docker import (``build-offline.sh``, Linux and root). Otherwise
+    ``environments/image/Dockerfile`` through the engine's API (no docker CLI needed, as in
+    a notebook server that only has a socket), ``FROM base`` (default debian:bookworm-slim)."""
     env_dir = environments_dir() / "image"
-    if offline:
-        argv = ["bash", str(env_dir / "build-offline.sh"), tag(), str(package_dir())]
-    else:
-        argv = ["docker", "build", "-f", str(env_dir / "Dockerfile"), "--build-arg", f"LABKIT_VERSION={__version__}",
-                "--build-arg", f"LABKIT_NODE_SHA256={node_code_hash()}", "-t", tag(), str(package_dir())]
+    name = name or tag()
+    if not offline:
+        return _build_from_dockerfile(client, env_dir / "Dockerfile", name, base)
+    argv = ["bash", str(env_dir / "build-offline.sh"), name, str(package_dir())]
     proc = subprocess.run(argv, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise CommandError(f"building {tag()} failed (exit {proc.returncode}):\n{log[-3000:]}",
+        raise CommandError(f"building {name} failed (exit {proc.returncode}):\n{log[-3000:]}",
                            exit_code=proc.returncode, output=log)
     return log
+
+
+def _build_from_dockerfile(client, dockerfile: Path, name: str, base: str | None) -> str:
+    import docker.errors  # noqa: PLC0415
+    if client is None:
+        from labkit.runtime.docker import engine  # noqa: PLC0415
+        client = engine.connect()
+    args = {"LABKIT_VERSION": __version__, "LABKIT_NODE_SHA256": node_code_hash()}
+    if base:
+        args["BASE_IMAGE"] = base
+    # An engine started with --bridge=none (as environments/start-dockerd.sh and the classroom
+    # files do) has no default network: the RUN steps then use the engine's own network to
+    # reach the apt mirror. Engines with a bridge keep their default.
+    network = None if client.networks.list(names=["bridge"]) else "host"
+    try:
+        _, chunks = client.images.build(path=str(package_dir()), dockerfile=str(dockerfile), tag=name,
+                                        buildargs=args, network_mode=network, rm=True, forcerm=True)
+    except docker.errors.BuildError as exc:
+        log = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)
+        raise CommandError(f"building {name} from {dockerfile} failed: {exc.msg}\n{log[-3000:]}",
+                           exit_code=1, output=log) from None
+    except docker.errors.APIError as exc:
+        raise CommandError(f"building {name} from {dockerfile} failed: {exc.explanation or exc}",
+                           exit_code=1, output=str(exc)) from None
+    return "".join(str(c.get("stream") or "") for c in chunks)
