@@ -1,9 +1,10 @@
 """The oracle: should this connection work, and why? Answered from the model alone.
 
 Owns the path of one connection as Kubernetes defines it: name resolution (subject to
-the source's DNS egress), Service VIP to ready endpoint (targetPort per pod), the lab's
-internet host, the fence for anything else, then egress of the source and ingress of the
-destination. Every verdict carries sentences naming the deciding policy and rule.
+the source's DNS egress), Service VIP to ready endpoint (targetPort per pod), a node's
+own address (its NodePorts), the lab's internet host, and what the kernel does with
+anything else (no route out of the lab; unanswered ARP on a lab link), then egress of the
+source and ingress of the destination. Every verdict carries sentences naming the deciding policy and rule.
 """
 from __future__ import annotations
 
@@ -158,8 +159,53 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
     if ipaddress.IPv4Address(ip) in addr.SERVICE_CIDR:
         return [Outcome(False, None, (f"{ip} is in the Service range but no Service has it: the connection is "
                                       "rejected",), "connection refused")]
-    return [Outcome(False, None, (f"{ip} is outside the lab: the fence drops every packet that would leave it",),
-                    "timed out")]
+    node = _node_owning(cluster, ip)
+    if node is not None:
+        return _to_node(cluster, ip, node, port, protocol,
+                        lambda e: to_pod(cluster, source, cluster.pods[e.pod], e.port, protocol))
+    if _on_a_lab_link(cluster, ip):
+        return [Outcome(False, None, (f"nothing in the lab has the address {ip}: the node's ARP request for it goes "
+                                      "unanswered",), "timed out")]
+    # No node has a route out of the lab, so the kernel fails the connection at once; the
+    # fence would reject anything that got further. UDP sends get no answer at all.
+    return [Outcome(False, None, (f"{ip} is outside the lab, and no node has a route out of it: nothing addressed "
+                                  "outside ever leaves (the fence rejects it too)",),
+                    "timed out" if protocol == "UDP" else "network unreachable")]
+
+
+def _node_owning(cluster: Cluster, ip: str) -> int | None:
+    """The node whose own address (fabric IP or cni0 gateway) ``ip`` is."""
+    for i in range(1, cluster.node_count + 1):
+        if ip in (addr.node_ip(i), addr.node_gateway(i)):
+            return i
+    return None
+
+
+def _on_a_lab_link(cluster: Cluster, ip: str) -> bool:
+    """On a link of the lab (a node's pod subnet, the fabric, the internet host's subnet)."""
+    links = [addr.node_pod_cidr(i) for i in range(1, cluster.node_count + 1)] + [addr.NODE_FABRIC,
+                                                                                  addr.INTERNET_CIDR]
+    return any(ipaddress.IPv4Address(ip) in net for net in links)
+
+
+def _to_node(cluster: Cluster, ip: str, node: int, port: int, protocol: str, to_endpoint) -> list[Outcome]:
+    """A connection to a node's own address: a NodePort (on the fabric address) goes to the
+    Service's ready endpoints (``to_endpoint(endpoint)`` judges each); anything else is
+    refused by the node's kernel, since nothing listens on a node."""
+    name = addr.node_name(node)
+    match = [(s, p) for s in cluster.services.values() for p in s.ports
+             if p.node_port == port and p.protocol == protocol]
+    if not match or ip != addr.node_ip(node):
+        why = (f"no Service has NodePort {port}/{protocol}" if not match else
+               f"NodePorts answer on the node's fabric address {addr.node_ip(node)}, not on {ip}")
+        return [Outcome(False, None, (f"{ip} is {name} itself; {why}, and nothing on a node listens on "
+                                      f"{port}/{protocol}: the node refuses the connection",), "connection refused")]
+    service, sport = match[0]
+    eps = svc.ready_endpoints(cluster, service, sport)
+    head = f"{ip}:{port}/{protocol} is NodePort {port} of Service {service.ref} on {name}"
+    if not eps:
+        return [Outcome(False, None, (f"{head}, which has no ready endpoints: rejected",), "connection refused")]
+    return [_prefixed(f"{head}; it sends to {e.pod} ({e.ip}:{e.port})", to_endpoint(e)) for e in eps]
 
 
 def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Explanation:
@@ -171,29 +217,19 @@ def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Expl
                               "node address, so pods and ClusterIPs are unreachable from outside the cluster")
         result.outcomes.append(Outcome(False, None, tuple(result.reasons), "network unreachable"))
         return result
-    match = [(s, p) for s in cluster.services.values() for p in s.ports
-             if p.node_port == port and p.protocol == protocol]
-    if not match:
-        reason = f"no Service has NodePort {port}/{protocol}, so {nodes[ip]} ({ip}) refuses the connection"
-        result.reasons.append(reason)
-        result.outcomes.append(Outcome(False, None, (reason,), "connection refused"))
-        return result
-    service, sport = match[0]
-    eps = svc.ready_endpoints(cluster, service, sport)
-    head = f"{ip}:{port}/{protocol} is NodePort {port} of Service {service.ref} on {nodes[ip]}"
-    if not eps:
-        result.outcomes.append(Outcome(False, None, (f"{head}, which has no ready endpoints: rejected",),
-                                       "connection refused"))
-    for e in eps:
-        target = cluster.pods[e.pod]
-        ing = pol.ingress(cluster, target, None, addr.INTERNET_HOST_IP, e.port, protocol)
-        serving = any(p.container_port == e.port and p.protocol == protocol for p in target.spec.ports())
-        ok = ing.allowed and serving
-        why = ing.reason if serving else f"nothing in {e.pod} listens on {e.port}/{protocol}"
-        result.outcomes.append(Outcome(ok, e.pod if ok else None, (f"{head}; it sends to {e.pod} ({e.ip}:{e.port})",
-                                                                    why), None if ok else (
-            "timed out" if serving else "connection refused"), (ing,)))
+    result.outcomes.extend(_to_node(cluster, ip, cluster.node_names.index(nodes[ip]) + 1, port, protocol,
+                                    lambda e: _internet_to_endpoint(cluster, e, protocol)))
     return _finish(result)
+
+
+def _internet_to_endpoint(cluster: Cluster, e, protocol: str) -> Outcome:
+    target = cluster.pods[e.pod]
+    ing = pol.ingress(cluster, target, None, addr.INTERNET_HOST_IP, e.port, protocol)
+    serving = any(p.container_port == e.port and p.protocol == protocol for p in target.spec.ports())
+    ok = ing.allowed and serving
+    why = ing.reason if serving else f"nothing in {e.pod} listens on {e.port}/{protocol}"
+    return Outcome(ok, e.pod if ok else None, (why,), None if ok else ("timed out" if serving else "connection refused"),
+                   (ing,))
 
 
 def _finish(result: Explanation) -> Explanation:

@@ -317,6 +317,10 @@ def test_policies_judge_the_endpoint_behind_the_vip_and_refusals_come_first(lab)
     ("x/client", "web", 80, "TCP"), ("x/client2", "web.x", 53, "UDP"), ("x/client", "alt", 80, "TCP"),
     ("x/client2", "empty", 80, "TCP"), ("x/alt-c", "np2", 80, "TCP"), ("x/n2", "web.x.svc.cluster.local.", 80, "TCP"),
     ("x/client", "alt", 81, "TCP"), ("x/client", "nope", 80, "TCP"),
+    # a pod to a node's address: NodePorts lead to the endpoints on either node, other ports are refused
+    ("x/client", addr.node_ip(1), 30082, "TCP"), ("x/client2", addr.node_ip(1), 30081, "TCP"),
+    ("x/client", addr.node_ip(2), 30081, "TCP"), ("x/client", addr.node_ip(1), 80, "TCP"),
+    ("x/client", addr.node_gateway(1), 30081, "TCP"),
 ])
 def test_observed_answers_are_among_those_the_oracle_allows(lab, src, dst, port, protocol):
     results = batch(lab, src, dst, port, 40, protocol=protocol, timeout=1.5)
@@ -326,6 +330,21 @@ def test_observed_answers_are_among_those_the_oracle_allows(lab, src, dst, port,
     assert bool(answered) == expl.allowed, str(expl)
     if expl.allowed:
         assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
+
+
+@pytest.mark.parametrize("dst,port,protocol,errors", [
+    ("192.0.2.1", 80, "TCP", {"network unreachable"}),   # documentation address: no node routes there
+    ("192.0.2.1", 80, "UDP", {"timed out"}),
+    ("10.244.9.9", 80, "TCP", {"network unreachable"}),  # pod range, but no node has that subnet
+    (addr.node_ip(1), 80, "TCP", {"connection refused"}),
+    (addr.node_gateway(2), 30081, "TCP", {"connection refused"}),
+    ("198.18.0.99", 80, "TCP", {"timed out", "no route to host"}),  # unanswered ARP (then remembered as failed)
+])
+def test_failures_look_the_way_the_oracle_says(lab, dst, port, protocol, errors):
+    result = lab.probe("x/client", dst, port, protocol=protocol, timeout=1.0)
+    expected = lab.explain("x/client", dst, port, protocol)
+    assert not result.ok and not expected.allowed, (result, str(expected))
+    assert result.error in errors and expected.outcomes[0].error in errors, (result, str(expected))
 
 
 # ------------------------------------------------------------------ the rules in the kernel

@@ -248,11 +248,41 @@ def test_an_unallocated_cluster_ip_is_rejected_like_kube_proxy_does():
     assert "no Service has it" in str(ex)
 
 
-@pytest.mark.parametrize("ip", ["8.8.8.8", "203.0.113.11", "10.244.9.9", "192.168.1.1"])
-def test_the_fence_drops_everything_else(ip):
+@pytest.mark.parametrize("ip", ["8.8.8.8", "10.244.9.9", "192.168.1.1"])
+def test_addresses_outside_the_lab_fail_at_once_as_the_kernel_has_no_route(ip):
+    """As observed on the docker backend: TCP gets 'network unreachable' at once (no node
+    has a route off the lab); a UDP send gets no answer."""
+    ex = explain(cluster(), "x/client", ip, 80)
+    assert not ex.allowed and ex.outcomes[0].error == "network unreachable"
+    assert "outside the lab" in str(ex)
+    assert explain(cluster(), "x/client", ip, 80, "UDP").outcomes[0].error == "timed out"
+
+
+@pytest.mark.parametrize("ip", ["203.0.113.11", "198.18.0.99", "10.244.1.250"])
+def test_unused_addresses_on_a_lab_link_time_out(ip):
     ex = explain(cluster(), "x/client", ip, 80)
     assert not ex.allowed and ex.outcomes[0].error == "timed out"
-    assert "outside the lab" in str(ex)
+    assert "ARP request" in str(ex)
+
+
+@pytest.mark.parametrize("ip", ["198.18.0.1", "10.244.1.1"])
+def test_a_node_itself_refuses_ports_nothing_listens_on(ip):
+    ex = explain(cluster(), "x/client", ip, 80)
+    assert not ex.allowed and ex.outcomes[0].error == "connection refused"
+    assert "node-1 itself" in str(ex)
+
+
+def test_a_pod_reaches_a_node_port_through_the_node_address_under_its_egress_policy():
+    node_port = service("x/pub", {"app": "web"}, [{"port": 80, "targetPort": "http", "nodePort": 30080}],
+                        type="NodePort")
+    ex = explain(cluster(node_port), "x/client", "198.18.0.1", 30080)
+    assert ex.allowed and sorted(ex.may_answer) == ["x/w1", "x/w2"]
+    assert "NodePort 30080 of Service x/pub on node-1" in str(ex)
+    gateway = explain(cluster(node_port), "x/client", "10.244.1.1", 30080)
+    assert not gateway.allowed and "fabric address 198.18.0.1" in str(gateway)
+    deny = netpol("x/no-egress", {"podSelector": {"matchLabels": {"role": "client"}}, "policyTypes": ["Egress"]})
+    denied = explain(cluster(node_port, deny), "x/client", "198.18.0.1", 30080)
+    assert not denied.allowed and "x/no-egress" in str(denied)
 
 
 def test_egress_policy_applies_to_the_internet_host():
