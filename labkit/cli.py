@@ -190,12 +190,15 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from labkit.launch import copy_notebooks, jupyter_lab  # noqa: PLC0415
+    from labkit.launch import copy_notebooks, jupyter_lab, root_args  # noqa: PLC0415
     from labkit.runtime.registry import choose  # noqa: PLC0415
     dest = Path(args.dir).expanduser()
     copy_notebooks(dest)
     _err(f"notebooks in {dest}; {choose('auto')[1]}")
-    jupyter_lab(dest, args.jupyter_args)  # does not return: the process becomes JupyterLab
+    extra = root_args(args.jupyter_args)
+    if extra:
+        _err("running as root: JupyterLab starts with --allow-root")
+    jupyter_lab(dest, args.jupyter_args + extra)  # does not return: the process becomes JupyterLab
     return 0
 
 
@@ -275,10 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dest")
     sp.add_argument("--force", action="store_true", help="overwrite notebooks already in DEST")
     sp.set_defaults(func=cmd_notebooks)
-    sp = sub.add_parser("lab", help="open JupyterLab on a working copy of the notebooks")
+    sp = sub.add_parser("lab", help="open JupyterLab on a working copy of the notebooks",
+                        usage="labkit lab [--dir DIR] [jupyter lab options, e.g. --port 8899 --no-browser]")
     sp.add_argument("--dir", default=os.environ.get("LABKIT_NOTEBOOKS", "~/labkit-notebooks"))
-    sp.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
-    sp.set_defaults(func=cmd_lab)
+    # No positional here: every other argument goes on to jupyter lab unchanged and in order
+    # (a positional would swallow the value of `--port 8899` and reorder the rest).
+    sp.set_defaults(func=cmd_lab, jupyter_args=[])
     return p
 
 
@@ -288,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "lab":  # everything labkit does not know goes on to jupyter lab
-        args.jupyter_args = [a for a in [*args.jupyter_args, *extra] if a != "--"]
+        args.jupyter_args = [a for a in extra if a != "--"]
     with warnings.catch_warnings():
         warnings.simplefilter("always", LabkitNotice)
         shown = warnings.showwarning

@@ -52,9 +52,21 @@ def settings_dir(dest: Path) -> Path:
     return root
 
 
+def root_args(extra: list[str]) -> list[str]:
+    """JupyterLab refuses to start as root, and a lab VM or container often is root: then
+    ``--allow-root`` is added (the server still listens on 127.0.0.1 only, behind a token,
+    unless told otherwise). Returns the arguments to add."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return []
+    if any(a.startswith("--allow-root") or "allow_root" in a for a in extra):
+        return []
+    return ["--allow-root"]
+
+
 def jupyter_lab(dest: Path, extra: list[str]) -> None:
     if importlib.util.find_spec("jupyterlab") is None:
         raise LabkitError("JupyterLab is not installed: pip install 'k8s-labkit[lab]' (or use ./dev lab)")
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings_dir(dest)))
     argv = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={dest}", *extra]
+
     os.execve(sys.executable, argv, env)  # become JupyterLab: Ctrl-C and signals reach it directly
