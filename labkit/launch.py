@@ -67,6 +67,8 @@ def jupyter_lab(dest: Path, extra: list[str]) -> None:
     if importlib.util.find_spec("jupyterlab") is None:
         raise LabkitError("JupyterLab is not installed: pip install 'k8s-labkit[lab]' (or use ./dev lab)")
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings_dir(dest)))
-    argv = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={dest}", *extra]
+    # `-m jupyterlab`, not `-m jupyter lab`: the latter runs whichever `jupyter-lab` comes
+    # first on PATH, which may belong to another Python whose kernels cannot import labkit.
+    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={dest}", *extra]
 
     os.execve(sys.executable, argv, env)  # become JupyterLab: Ctrl-C and signals reach it directly

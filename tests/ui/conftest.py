@@ -158,9 +158,9 @@ class LabServer:
                "JUPYTERLAB_SETTINGS_DIR": str(private / "settings"),
                "JUPYTERLAB_WORKSPACES_DIR": str(private / "workspaces"),
                "JUPYTER_RUNTIME_DIR": str(self.runtime),
-               "LABKIT_BACKEND": self.backend,
-               "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+               "LABKIT_BACKEND": self.backend}
+        # JupyterLab of this environment (`-m jupyterlab`): its kernels import the labkit under test
+        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
                f"--ServerApp.root_dir={self.root}", "--ServerApp.terminals_enabled=False",
                "--LabApp.extension_manager=readonly", "--LabApp.news_url=None"]

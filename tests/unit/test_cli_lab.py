@@ -47,6 +47,31 @@ def get(url: str):
         return json.loads(response.read())
 
 
+def request(url: str, token: str, body: dict | None = None, method: str = "POST"):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as response:
+        text = response.read()
+    return json.loads(text) if text else None
+
+
+def kernel_argv(kernel_id: str, timeout: float = 30) -> list[str]:
+    """The command line of the kernel process whose connection file names ``kernel_id``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    argv = (entry / "cmdline").read_bytes().decode().split("\0")
+                except OSError:  # gone meanwhile
+                    continue
+                if any(kernel_id in a for a in argv) and "ipykernel_launcher" in argv:
+                    return argv
+        time.sleep(0.2)
+    raise AssertionError(f"no kernel process for {kernel_id}")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("jupyterlab") is None,
                     reason="JupyterLab is not installed (pip install 'k8s-labkit[lab]'; ./dev test does)")
 def test_labkit_lab_serves_the_notebooks_with_classroom_settings(tmp_path):
@@ -71,6 +96,13 @@ def test_labkit_lab_serves_the_notebooks_with_classroom_settings(tmp_path):
         assert sorted(c["name"] for c in listed["content"] if c["name"].endswith(".ipynb")) == NOTEBOOKS
         settings = get(f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={token}")
         assert settings["settings"]["fetchNews"] == "false" and settings["settings"]["checkForUpdates"] is False
+        # a notebook's kernel runs in labkit's own environment (not a jupyter found on PATH)
+        kernel = request(f"{base}/api/kernels", token, {"name": "python3"})
+        try:
+            argv = kernel_argv(kernel["id"])
+            assert argv[0] == sys.executable, argv
+        finally:
+            request(f"{base}/api/kernels/{kernel['id']}", token, method="DELETE")
     finally:
         proc.terminate()  # our own child (labkit exec'd into JupyterLab), by PID
         try:
