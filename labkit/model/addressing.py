@@ -16,6 +16,7 @@ SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
 NODE_FABRIC = ipaddress.ip_network("198.18.0.0/24")
 INTERNET_CIDR = ipaddress.ip_network("203.0.113.0/24")
 INTERNET_HOST_IP = "203.0.113.10"
+INTERNET_GATEWAY = "203.0.113.1"  # node-1's address towards the internet host
 DNS_SERVICE_IP = "10.96.0.10"
 FIRST_SERVICE_IP = ipaddress.ip_address("10.96.0.20")
 CLUSTER_DOMAIN = "cluster.local"

@@ -161,8 +161,7 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
                                       "rejected",), "connection refused")]
     node = _node_owning(cluster, ip)
     if node is not None:
-        return _to_node(cluster, ip, node, port, protocol,
-                        lambda e: to_pod(cluster, source, cluster.pods[e.pod], e.port, protocol))
+        return _to_node(cluster, ip, node, port, protocol, source)
     if _on_a_lab_link(cluster, ip):
         return [Outcome(False, None, (f"nothing in the lab has the address {ip}: the node's ARP request for it goes "
                                       "unanswered",), "timed out")]
@@ -174,9 +173,9 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
 
 
 def _node_owning(cluster: Cluster, ip: str) -> int | None:
-    """The node whose own address (fabric IP or cni0 gateway) ``ip`` is."""
+    """The node whose own address (fabric IP, cni0 gateway, node-1's internet-side) ``ip`` is."""
     for i in range(1, cluster.node_count + 1):
-        if ip in (addr.node_ip(i), addr.node_gateway(i)):
+        if ip in (addr.node_ip(i), addr.node_gateway(i)) or (i == 1 and ip == addr.INTERNET_GATEWAY):
             return i
     return None
 
@@ -188,10 +187,11 @@ def _on_a_lab_link(cluster: Cluster, ip: str) -> bool:
     return any(ipaddress.IPv4Address(ip) in net for net in links)
 
 
-def _to_node(cluster: Cluster, ip: str, node: int, port: int, protocol: str, to_endpoint) -> list[Outcome]:
-    """A connection to a node's own address: a NodePort (on the fabric address) goes to the
-    Service's ready endpoints (``to_endpoint(endpoint)`` judges each); anything else is
-    refused by the node's kernel, since nothing listens on a node."""
+def _to_node(cluster: Cluster, ip: str, node: int, port: int, protocol: str, source: Pod | None) -> list[Outcome]:
+    """A connection to a node's own address, from ``source`` (None: the internet host).
+
+    A NodePort (on the fabric address) goes to the Service's ready endpoints along the
+    lab's real path; anything else is refused by the node's kernel (nothing on a node listens)."""
     name = addr.node_name(node)
     match = [(s, p) for s in cluster.services.values() for p in s.ports
              if p.node_port == port and p.protocol == protocol]
@@ -205,11 +205,47 @@ def _to_node(cluster: Cluster, ip: str, node: int, port: int, protocol: str, to_
     head = f"{ip}:{port}/{protocol} is NodePort {port} of Service {service.ref} on {name}"
     if not eps:
         return [Outcome(False, None, (f"{head}, which has no ready endpoints: rejected",), "connection refused")]
-    return [_prefixed(f"{head}; it sends to {e.pod} ({e.ip}:{e.port})", to_endpoint(e)) for e in eps]
+    return [_prefixed(f"{head}; it sends to {e.pod} ({e.ip}:{e.port})",
+                      _node_port_hop(cluster, node, port, e, protocol, source)) for e in eps]
+
+
+def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str, source: Pod | None) -> Outcome:
+    """One endpoint behind a NodePort, judged where the lab's nodes judge it: each node
+    enforces policies for its own pods on its forward hook. The source's egress is judged on
+    its node: against the endpoint when that node translates (DNAT comes first), else
+    against the node address it sent to. The endpoint's ingress is judged against the real
+    source when the translating node is its own, else against that node's fabric address
+    (NodePort traffic is masqueraded before it crosses to another node)."""
+    target = cluster.pods[e.pod]
+    if not any(p.container_port == e.port and p.protocol == protocol for p in target.spec.ports()):
+        return Outcome(False, None, (f"nothing in {e.pod} listens on {e.port}/{protocol}",), "connection refused")
+    decisions: list[pol.Decision] = []
+    if source is not None:
+        translated_here = cluster.pod_nodes[source.ref] == node
+        eg = (pol.egress(cluster, source, target, e.ip, e.port, protocol) if translated_here else
+              pol.egress(cluster, source, None, addr.node_ip(node), node_port, protocol))
+        decisions.append(eg)
+        if not eg.allowed:
+            return Outcome(False, None, (eg.reason,), "timed out", tuple(decisions))
+    if cluster.pod_nodes[e.pod] == node:
+        src_ip = cluster.pod_ips[source.ref] if source is not None else addr.INTERNET_HOST_IP
+        if source is not None and source.ref == target.ref:
+            return Outcome(True, target.ref, (f"a pod can always reach itself ({target.ref})",), None, tuple(decisions))
+        ing = pol.ingress(cluster, target, source, src_ip, e.port, protocol)
+    else:
+        ing = pol.ingress(cluster, target, None, addr.node_ip(node), e.port, protocol)
+    decisions.append(ing)
+    reasons = tuple(d.reason for d in decisions)
+    if cluster.pod_nodes[e.pod] != node:
+        reasons = (f"{addr.node_name(node)} masquerades the connection to {e.pod} on another node, which sees it "
+                   f"come from {addr.node_ip(node)}",) + reasons
+    return Outcome(ing.allowed, e.pod if ing.allowed else None, reasons, None if ing.allowed else "timed out",
+                   tuple(decisions))
 
 
 def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Explanation:
     nodes = {addr.node_ip(i): addr.node_name(i) for i in range(1, cluster.node_count + 1)}
+    nodes[addr.INTERNET_GATEWAY] = addr.node_name(1)  # node-1's side of the internet host's link
     ip = addr.node_ip(cluster.node_names.index(dst) + 1) if dst in cluster.node_names else dst
     result = Explanation(INTERNET, dst, port, protocol, False, [])
     if ip not in nodes:
@@ -217,19 +253,8 @@ def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Expl
                               "node address, so pods and ClusterIPs are unreachable from outside the cluster")
         result.outcomes.append(Outcome(False, None, tuple(result.reasons), "network unreachable"))
         return result
-    result.outcomes.extend(_to_node(cluster, ip, cluster.node_names.index(nodes[ip]) + 1, port, protocol,
-                                    lambda e: _internet_to_endpoint(cluster, e, protocol)))
+    result.outcomes.extend(_to_node(cluster, ip, cluster.node_names.index(nodes[ip]) + 1, port, protocol, None))
     return _finish(result)
-
-
-def _internet_to_endpoint(cluster: Cluster, e, protocol: str) -> Outcome:
-    target = cluster.pods[e.pod]
-    ing = pol.ingress(cluster, target, None, addr.INTERNET_HOST_IP, e.port, protocol)
-    serving = any(p.container_port == e.port and p.protocol == protocol for p in target.spec.ports())
-    ok = ing.allowed and serving
-    why = ing.reason if serving else f"nothing in {e.pod} listens on {e.port}/{protocol}"
-    return Outcome(ok, e.pod if ok else None, (why,), None if ok else ("timed out" if serving else "connection refused"),
-                   (ing,))
 
 
 def _finish(result: Explanation) -> Explanation:

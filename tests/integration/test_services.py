@@ -332,6 +332,44 @@ def test_observed_answers_are_among_those_the_oracle_allows(lab, src, dst, port,
         assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
 
 
+EGRESS_ONLY_TO_N2 = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": "np-egress", "namespace": "x"},
+                     "spec": {"podSelector": {"matchLabels": {"role": "client"}}, "policyTypes": ["Egress"],
+                              "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "n2"}}}]},
+                                         {"ports": [{"port": 53, "protocol": "UDP"}]}]}}
+INGRESS_N2_FROM_CLIENTS = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                           "metadata": {"name": "np-ingress", "namespace": "x"},
+                           "spec": {"podSelector": {"matchLabels": {"app": "n2"}}, "policyTypes": ["Ingress"],
+                                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}]}}
+
+
+INGRESS_N2_FROM_INTERNET = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                            "metadata": {"name": "np-internet", "namespace": "x"},
+                            "spec": {"podSelector": {"matchLabels": {"app": "n2"}}, "policyTypes": ["Ingress"],
+                                     "ingress": [{"from": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}]}}
+
+
+@pytest.mark.parametrize("src,policy,node,allowed", [
+    # x/client is on node-1, x/n2 (behind NodePort 30082) on node-2
+    ("x/client", EGRESS_ONLY_TO_N2, 1, True),         # node-1 translates first: egress judged against x/n2
+    ("x/client", EGRESS_ONLY_TO_N2, 2, False),        # egress judged against node-2's address: not allowed
+    ("x/client", INGRESS_N2_FROM_CLIENTS, 1, False),  # masqueraded by node-1: x/n2 sees 198.18.0.1
+    ("x/client", INGRESS_N2_FROM_CLIENTS, 2, True),   # node-2 translates for its own pod: x/n2 sees x/client
+    ("internet", INGRESS_N2_FROM_INTERNET, 2, True),  # the internet host's own address reaches x/n2
+    ("internet", INGRESS_N2_FROM_INTERNET, 1, False),  # ... unless another node masquerades it first
+], ids=["egress-own-node", "egress-other-node", "ingress-masqueraded", "ingress-direct", "internet-direct",
+        "internet-masqueraded"])
+def test_node_ports_under_policies_follow_the_real_path(lab, src, policy, node, allowed):
+    lab.apply(policy)
+    try:
+        expl = lab.explain(src, addr.node_ip(node), 30082)
+        results = [lab.probe(src, addr.node_ip(node), 30082, timeout=1.0) for _ in range(4)]
+        assert expl.allowed is allowed, str(expl)
+        assert all(r.ok is allowed for r in results), (results, str(expl))
+    finally:
+        lab.delete("networkpolicy", policy["metadata"]["name"], namespace="x")
+
+
 @pytest.mark.parametrize("dst,port,protocol,errors", [
     ("192.0.2.1", 80, "TCP", {"network unreachable"}),   # documentation address: no node routes there
     ("192.0.2.1", 80, "UDP", {"timed out"}),

@@ -31,7 +31,7 @@ NODE_SYSCTLS = {
     "net.ipv6.conf.all.disable_ipv6": "1",
     "net.ipv6.conf.default.disable_ipv6": "1",
 }
-INTERNET_GATEWAY = "203.0.113.1"
+INTERNET_GATEWAY = addr.INTERNET_GATEWAY
 
 
 @dataclass
