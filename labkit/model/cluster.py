@@ -216,9 +216,8 @@ class Cluster:
             self._add_pod(pod)
             current.append(pod.ref)
             created.append(pod.ref)
-        for ref in current:  # template labels may have changed
-            p = self.pods[ref]
-            self.pods[ref] = dataclasses.replace(p, labels={**p.labels, **dep.template_labels})
+        # Pods kept here have this very template (its labels are part of pod_hash), so their
+        # labels are left alone, as a ReplicaSet leaves them: changes made with `label` stay.
         self.deployments[dep.ref] = dep
         return created
 

@@ -1,7 +1,8 @@
 """``exec-in``: run a command inside a network namespace and capture its output.
 
-Request: ``{"netns"?: path, "argv": [...], "timeout"?: 10, "stdin"?: text}``. Runs
-``nsenter --net=PATH -- argv...`` (or argv directly without ``netns``) in its own process
+Request: ``{"netns"?: path, "argv": [...], "timeout"?: 10, "stdin"?: text}``. Opens and
+checks ``netns`` (a pod's ``/proc/<pid>/ns/net``), then runs ``nsenter --net=<that open
+file> -- argv...`` (or argv directly without ``netns``) in its own process
 group; reply ``{"exit_code": n, "output": stdout+stderr, "timed_out": bool}``. On timeout
 the process group is killed and ``exit_code`` is 124 (like timeout(1)); a command that
 cannot be started gives 127 with the reason in ``output``; death by signal N
@@ -34,18 +35,36 @@ def handle(request):
     stdin = request.get("stdin")
     if stdin is not None and not isinstance(stdin, str):
         raise NodeError("stdin: must be a string")
-    try:
-        refuse_host_netns(netns)
-    except OSError as exc:
-        raise NodeError("netns: %s" % exc.strerror) from None
-    full = (["nsenter", "--net=%s" % netns, "--"] if netns else []) + argv
+    fd = None
+    if netns:
+        # Open the namespace once and check what was opened: nsenter then enters that very
+        # file (/proc/self/fd/N), so a PID reused in between cannot lead anywhere else.
+        try:
+            refuse_host_netns(netns)
+        except OSError as exc:
+            raise NodeError("netns: %s" % exc.strerror) from None
+        try:
+            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise NodeError("netns: cannot open network namespace %s: %s"
+                            % (netns, os.strerror(exc.errno or 0))) from None
+        try:
+            refuse_host_netns(netns, fd)
+        except OSError as exc:
+            os.close(fd)
+            raise NodeError("netns: %s" % exc.strerror) from None
+    full = (["nsenter", "--net=/proc/self/fd/%d" % fd, "--"] if fd is not None else []) + argv
     try:
         proc = subprocess.Popen(full, stdin=subprocess.PIPE if stdin is not None
                                 else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=(fd,) if fd is not None else ())
     except OSError as exc:
         return {"exit_code": 127, "timed_out": False,
                 "output": "cannot run %s: %s\n" % (full[0], exc.strerror or exc)}
+    finally:
+        if fd is not None:
+            os.close(fd)
     timed_out = False
     try:
         out, _ = proc.communicate(stdin.encode() if stdin is not None else None,

@@ -40,7 +40,7 @@ def setns(fd, nstype=CLONE_NEWNET):
 
 
 HOST_NETNS = "/proc/1/ns/net"
-_PROC_PATH = re.compile(r"^/proc/(\d+)/(?:task/\d+/)?ns/net$")
+_PROC_PATH = re.compile(r"^/proc/([1-9][0-9]*)/ns/net$")
 
 
 class HostNamespaceError(PermissionError):
@@ -55,19 +55,31 @@ def _same_ns(stat_result, other_path):
     return (stat_result.st_dev, stat_result.st_ino) == (other.st_dev, other.st_ino)
 
 
+def _pod_path(path):
+    """The match of ``/proc/<pid>/ns/net``; any other form is refused (labkit only ever
+    names a pod by its pause process, and no other spelling may slip past the checks)."""
+    match = _PROC_PATH.match(path)
+    if match is None:
+        raise HostNamespaceError(
+            1, "refusing to act in %s: a pod's network namespace is named /proc/<pid>/ns/net" % path)
+    return match
+
+
 def refuse_host_netns(path, fd=None, host=None):
     """Raise ``HostNamespaceError`` when ``path`` may be the host's network namespace.
 
-    Two checks, because nodes run with ``--pid host`` and so see every process:
+    The path must be exactly ``/proc/<pid>/ns/net`` (no other spelling can slip past the
+    checks). Then two checks, because nodes run with ``--pid host`` and see every process:
     the namespace must not be PID 1's (compared by device and inode, what ``readlink``
     shows as ``net:[inode]``, so another path to the same namespace is caught too), and
-    a ``/proc/<pid>/ns/net`` path must belong to a process in a PID namespace other
+    the process must be in a PID namespace other
     than this agent's. Every pod's pause container has a PID namespace of its own; a
     process that shares the node's is a process of the host (where PID 1 may not even
     be readable). With ``fd`` (already opened from ``path``) the identity check is on
     what was opened. A path that cannot be read is left to the operation to report."""
     if not path:
         return
+    match = _pod_path(path)
     try:
         target = os.stat(path if fd is None else fd)
     except OSError:
@@ -76,9 +88,6 @@ def refuse_host_netns(path, fd=None, host=None):
         raise HostNamespaceError(
             1, "refusing to act in %s: it is the host's network namespace (that of PID 1); "
                "labkit only works inside its own pods' namespaces" % path)
-    match = _PROC_PATH.match(path)
-    if match is None:
-        return
     try:
         pid_ns = os.stat("/proc/%s/ns/pid" % match.group(1))
     except OSError:  # the process is gone: opening its namespace will fail by itself
@@ -96,6 +105,7 @@ def enter_netns(path):
     Only call this in a thread that ends after its job (see ``run_in_netns``)."""
     if not path:
         return
+    _pod_path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:

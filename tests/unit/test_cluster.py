@@ -469,3 +469,13 @@ def test_nodeport_without_a_number_gets_one_and_keeps_it():
     other = {**doc, "metadata": {"name": "v"}, "spec": {**doc["spec"], "ports": [{"port": 80}]}}
     c, _ = c.applied(parse(other))
     assert c.services["default/v"].ports[0].node_port == 30002
+
+
+def test_deleting_a_replica_leaves_the_labels_of_the_others_alone():
+    c = world()
+    kept, gone = replicas(c)[:2]
+    c, _ = c.labeled("pod", kept, {"app": "quarantine"})
+    new, _ = c.deleted("pod", gone.split("/")[1], "x")
+    assert new.pods[kept].labels["app"] == "quarantine"
+    again, changes = apply(new, [deployment(replicas=2)])  # an unchanged Deployment touches no pod
+    assert again.pods[kept].labels["app"] == "quarantine"

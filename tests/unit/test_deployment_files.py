@@ -172,6 +172,8 @@ def test_start_dockerd_uses_the_same_safety_flags():
 
 def test_compose_engine_is_safe_and_the_lab_uses_it(compose):
     engine, lab = compose["services"]["engine"], compose["services"]["lab"]
+    # dockerd first: given only flags, docker:dind's entrypoint adds an open tcp://0.0.0.0:2375
+    assert engine["command"][0] == "dockerd" and not any("tcp://" in a for a in engine["command"])
     assert SAFE_FLAGS <= set(engine["command"])
     host = next(a.split("=", 1)[1] for a in engine["command"] if a.startswith("--host="))
     assert lab["environment"]["DOCKER_HOST"] == host and lab["environment"]["LABKIT_BACKEND"] == "docker"
@@ -193,6 +195,8 @@ def test_compose_engine_is_safe_and_the_lab_uses_it(compose):
 def test_hub_values_give_each_learner_a_safe_engine_and_the_course(hub):
     user = hub["singleuser"]
     (engine,) = user["extraContainers"]
+    # dockerd first: given only flags, docker:dind's entrypoint adds an open tcp://0.0.0.0:2375
+    assert engine["args"][0] == "dockerd" and not any("tcp://" in a for a in engine["args"])
     assert SAFE_FLAGS <= set(engine["args"])
     host = next(a.split("=", 1)[1] for a in engine["args"] if a.startswith("--host="))
     assert user["extraEnv"] == {"DOCKER_HOST": host, "LABKIT_BACKEND": "docker"}
@@ -207,7 +211,10 @@ def test_hub_values_give_each_learner_a_safe_engine_and_the_course(hub):
     assert user["nodeSelector"] and user["extraTolerations"], "privileged sidecars belong on their own node pool"
     notebook = user["defaultUrl"].split("/lab/tree/labkit/", 1)[1]
     assert (REPO / "notebooks" / notebook).is_file()
-    commands = labkit_commands(user["lifecycleHooks"]["postStart"]["exec"]["command"][-1])
+    hook = user["lifecycleHooks"]["postStart"]["exec"]["command"][-1]
+    # the sidecar starts only once the hook returns: the build runs in the background, after the socket exists
+    assert hook.index(f"-S {host.removeprefix('unix://')}") < hook.index("labkit images build") and hook.endswith("&)")
+    commands = labkit_commands(hook)
     assert [c[0] for c in commands] == ["notebooks", "images"]
     assert commands[0][1] == "$HOME/labkit"  # the folder defaultUrl opens
     for argv in commands:

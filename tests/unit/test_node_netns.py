@@ -103,15 +103,17 @@ def test_probe_enters_namespace_per_probe(node_env, pod):
 @needs_netns
 def test_probe_reports_bad_namespace_paths(node_env):
     code, reply = run_node(node_env, "probe", {"probes": [
-        {"id": "a", "dst": "127.0.0.1", "port": 9, "netns": "/nonexistent/ns"},
+        {"id": "a", "dst": "127.0.0.1", "port": 9, "netns": "/proc/999999999/ns/net"},
         {"id": "b", "dst": "127.0.0.1", "port": 9, "netns": "/proc/self/ns/uts"},
+        {"id": "c", "dst": "127.0.0.1", "port": 9, "netns": "/nonexistent/ns"},
     ]})
     assert code == 0
-    a, b = reply["results"]
+    a, b, c = reply["results"]
     assert a["ok"] is False and a["error"] == \
-        "cannot open network namespace /nonexistent/ns: No such file or directory"
-    assert b["ok"] is False and b["error"].startswith(
-        "cannot enter network namespace /proc/self/ns/uts: Invalid argument")
+        "cannot open network namespace /proc/999999999/ns/net: No such file or directory"
+    for other, path in ((b, "/proc/self/ns/uts"), (c, "/nonexistent/ns")):
+        assert other["ok"] is False and other["error"] == (
+            "refusing to act in %s: a pod's network namespace is named /proc/<pid>/ns/net" % path)
 
 
 @needs_netns
@@ -146,9 +148,9 @@ def test_sysctl_in_namespace_leaves_host_alone(node_env, pod):
                                                 "values": {"net.ipv4.no_such_knob": "1"}})
     assert code == 2 and reply["error"].startswith(
         "net.ipv4.no_such_knob: cannot write /proc/sys/net/ipv4/no_such_knob")
-    code, reply = run_node(node_env, "sysctl", {"netns": "/nonexistent",
+    code, reply = run_node(node_env, "sysctl", {"netns": "/proc/999999999/ns/net",
                                                 "values": {"net.ipv4.ip_forward": "1"}})
-    assert code == 2 and "cannot open network namespace /nonexistent" in reply["error"]
+    assert code == 2 and "cannot open network namespace /proc/999999999/ns/net" in reply["error"]
 
 
 @needs_netns
@@ -188,12 +190,17 @@ def test_refuse_host_netns_compares_namespaces_not_paths(pod):
     is refused, a different namespace passes, an unreadable path is left to the caller."""
     netns = load_node("netns")
     pid = pod["netns"].split("/")[2]
-    same = "/proc/%s/task/%s/ns/net" % (pid, pid)
     with pytest.raises(netns.HostNamespaceError, match="host's network namespace"):
-        netns.refuse_host_netns(same, host=pod["netns"])
+        netns.refuse_host_netns(pod["netns"], host="/proc/%s/task/%s/ns/net" % (pid, pid))
     netns.refuse_host_netns(pod["netns"])  # a pod: its own net and PID namespaces
-    netns.refuse_host_netns("/nonexistent/ns", host=pod["netns"])
+    netns.refuse_host_netns("/proc/999999999/ns/net", host=pod["netns"])  # gone: opening it fails later
     netns.refuse_host_netns(None, host=pod["netns"])
+    # any other spelling of a path is refused, so none can slip past the PID-namespace check
+    for odd in ("/proc//%s/ns/net" % os.getpid(), "/proc/%s/./ns/net" % os.getpid(),
+                "/proc/self/root/proc/%s/ns/net" % os.getpid(), "/proc/%s/task/%s/ns/net" % (pid, pid),
+                "/proc/self/ns/net", "/var/run/netns/x"):
+        with pytest.raises(netns.HostNamespaceError, match="is named /proc/<pid>/ns/net"):
+            netns.refuse_host_netns(odd)
 
 
 HOST_SIDE = "/proc/%d/ns/net" % os.getpid()  # this test process: not in a pod
@@ -229,7 +236,6 @@ def _assert_refused(node_env, path, why):
     assert json.loads(proc.stdout.splitlines()[0])["error"].startswith("refusing to act in %s" % path)
 
 
-@needs_netns
 def test_agent_refuses_namespaces_of_processes_outside_pods(node_env):
     """Nodes run with --pid host, so every host process's /proc/<pid>/ns/net is within
     their reach. A process that shares the agent's PID namespace is not a pod: refused,

@@ -100,7 +100,7 @@ def _build_from_dockerfile(client, dockerfile: Path, name: str, base: str | None
     # An engine started with --bridge=none (as environments/start-dockerd.sh and the classroom
     # files do) has no default network: the RUN steps then use the engine's own network to
     # reach the apt mirror. Engines with a bridge keep their default.
-    network = None if client.networks.list(names=["bridge"]) else "host"
+    network = None if any(n.name == "bridge" for n in client.networks.list(names=["bridge"])) else "host"
     try:
         _, chunks = client.images.build(path=str(package_dir()), dockerfile=str(dockerfile), tag=name,
                                         buildargs=args, network_mode=network, rm=True, forcerm=True)
