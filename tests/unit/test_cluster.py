@@ -434,6 +434,8 @@ def test_a_deleted_replica_is_replaced_with_a_new_name_and_address():
 
 def test_scaling_to_zero_or_deleting_the_deployment_replaces_nothing():
     c = world()
+    new, changes = apply(c, [deployment(replicas=0)])
+    assert replicas(new) == [] and new.deployments["x/web"].replicas == 0
     new, changes = c.deleted("deployment", "web", "x")
     assert replicas(new) == [] and {ch.action for ch in changes} == {"deleted"}
     new, changes = c.deleted("namespace", "x")
