@@ -220,8 +220,8 @@ def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str
     if not any(p.container_port == e.port and p.protocol == protocol for p in target.spec.ports()):
         return Outcome(False, None, (f"nothing in {e.pod} listens on {e.port}/{protocol}",), "connection refused")
     decisions: list[pol.Decision] = []
-    if source is not None:
-        translated_here = cluster.pod_nodes[source.ref] == node
+    translated_here = source is not None and cluster.pod_nodes[source.ref] == node
+    if source is not None and not (translated_here and source.ref == target.ref):  # a pod may reach itself
         eg = (pol.egress(cluster, source, target, e.ip, e.port, protocol) if translated_here else
               pol.egress(cluster, source, None, addr.node_ip(node), node_port, protocol))
         decisions.append(eg)

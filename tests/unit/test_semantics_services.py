@@ -300,3 +300,11 @@ def test_matrix_rows_are_per_pod_ip():
     pods = ["x/client", "x/w1", "x/w2"]
     rows = matrix_rows(c, pods, 8080, "TCP")
     assert rows == [0b010, 0b010, 0b010]
+
+
+def test_a_pod_reaches_itself_through_its_own_node_port_even_when_isolated():
+    node_port = service("x/pub1", {"app": "solo"}, [{"port": 80, "nodePort": 30081}], type="NodePort")
+    solo = pod("x/solo", {"app": "solo"}, [{"containerPort": 80}])
+    lock = netpol("x/lock", {"podSelector": {"matchLabels": {"app": "solo"}}, "policyTypes": ["Ingress", "Egress"]})
+    ex = explain(cluster(solo, node_port, lock), "x/solo", "198.18.0.1", 30081)
+    assert ex.allowed and ex.may_answer == ["x/solo"], str(ex)
