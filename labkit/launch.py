@@ -70,5 +70,4 @@ def jupyter_lab(dest: Path, extra: list[str]) -> None:
     # `-m jupyterlab`, not `-m jupyter lab`: the latter runs whichever `jupyter-lab` comes
     # first on PATH, which may belong to another Python whose kernels cannot import labkit.
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={dest}", *extra]
-
     os.execve(sys.executable, argv, env)  # become JupyterLab: Ctrl-C and signals reach it directly

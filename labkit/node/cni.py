@@ -17,7 +17,7 @@ import re
 import subprocess
 
 from .errors import NodeError
-from .netns import refuse_host_netns
+from .netns import checked_netns
 
 DEFAULT_CNI_PATH = "/usr/lib/cni:/opt/cni/bin"
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION")
@@ -127,10 +127,7 @@ def handle(request):
     if not _NAME.match(config["type"]):
         raise NodeError("config.type: bad plugin name %r" % config["type"])
     netns = _text(request, "netns", required=command in ("ADD", "CHECK"))
-    try:
-        refuse_host_netns(netns)
-    except OSError as exc:
-        raise NodeError("netns: %s" % exc.strerror) from None
+    checked_netns(netns)
     container_id = _text(request, "container_id", required=command != "VERSION") or ""
     ifname = _text(request, "ifname", "eth0", required=True)
     if request.get("prev_result") is not None:

@@ -15,7 +15,7 @@ import signal
 import subprocess
 
 from .errors import NodeError
-from .netns import refuse_host_netns
+from .netns import open_netns
 
 MAX_OUTPUT = 1 << 20
 MAX_TIMEOUT = 3600
@@ -36,22 +36,10 @@ def handle(request):
     if stdin is not None and not isinstance(stdin, str):
         raise NodeError("stdin: must be a string")
     fd = None
-    if netns:
-        # Open the namespace once and check what was opened: nsenter then enters that very
-        # file (/proc/self/fd/N), so a PID reused in between cannot lead anywhere else.
+    if netns:  # nsenter enters the very file checked here (/proc/self/fd/N), not the path again
         try:
-            refuse_host_netns(netns)
+            fd = open_netns(netns)
         except OSError as exc:
-            raise NodeError("netns: %s" % exc.strerror) from None
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise NodeError("netns: cannot open network namespace %s: %s"
-                            % (netns, os.strerror(exc.errno or 0))) from None
-        try:
-            refuse_host_netns(netns, fd)
-        except OSError as exc:
-            os.close(fd)
             raise NodeError("netns: %s" % exc.strerror) from None
     full = (["nsenter", "--net=/proc/self/fd/%d" % fd, "--"] if fd is not None else []) + argv
     try:

@@ -18,6 +18,8 @@ import os
 import re
 import threading
 
+from .errors import NodeError
+
 CLONE_NEWNET = 0x40000000
 
 _libc = None
@@ -72,10 +74,9 @@ def refuse_host_netns(path, fd=None, host=None):
     checks). Then two checks, because nodes run with ``--pid host`` and see every process:
     the namespace must not be PID 1's (compared by device and inode, what ``readlink``
     shows as ``net:[inode]``, so another path to the same namespace is caught too), and
-    the process must be in a PID namespace other
-    than this agent's. Every pod's pause container has a PID namespace of its own; a
-    process that shares the node's is a process of the host (where PID 1 may not even
-    be readable). With ``fd`` (already opened from ``path``) the identity check is on
+    the process must be in a PID namespace other than this agent's. Every pod's pause
+    container has a PID namespace of its own; a process that shares the node's is a
+    process of the host (where PID 1 may not even be readable). With ``fd`` (already opened from ``path``) the identity check is on
     what was opened. A path that cannot be read is left to the operation to report."""
     if not path:
         return
@@ -99,12 +100,19 @@ def refuse_host_netns(path, fd=None, host=None):
                "its own pods' namespaces" % (path, match.group(1)))
 
 
-def enter_netns(path):
-    """Move the calling thread into the network namespace at ``path`` (no-op if falsy).
+def checked_netns(path):
+    """``refuse_host_netns`` for request handlers: the refusal as a ``NodeError`` on
+    ``netns``. Returns ``path``."""
+    try:
+        refuse_host_netns(path)
+    except OSError as exc:
+        raise NodeError("netns: %s" % exc.strerror) from None
+    return path
 
-    Only call this in a thread that ends after its job (see ``run_in_netns``)."""
-    if not path:
-        return
+
+def open_netns(path):
+    """Open a pod's namespace file and check what was opened (a PID reused since the path
+    was named cannot lead elsewhere); returns the fd, which the caller closes."""
     _pod_path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -116,6 +124,16 @@ def enter_netns(path):
     except OSError:
         os.close(fd)
         raise
+    return fd
+
+
+def enter_netns(path):
+    """Move the calling thread into the network namespace at ``path`` (no-op if falsy).
+
+    Only call this in a thread that ends after its job (see ``run_in_netns``)."""
+    if not path:
+        return
+    fd = open_netns(path)
     try:
         setns(fd, CLONE_NEWNET)
     except OSError as exc:

@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from .errors import NodeError
-from .netns import refuse_host_netns
+from .netns import checked_netns
 
 NFT_TIMEOUT = 120
 _TABLE = re.compile(r"^(?:table\s+)?(ip|ip6|inet|arp|bridge|netdev)\s+([A-Za-z0-9_.-]+)$")
@@ -43,10 +43,7 @@ def _netns(request):
     netns = request.get("netns")
     if netns is not None and (not isinstance(netns, str) or not netns):
         raise NodeError("netns: must be a non-empty string")
-    try:
-        refuse_host_netns(netns)
-    except OSError as exc:
-        raise NodeError("netns: %s" % exc.strerror) from None
+    checked_netns(netns)
     return netns
 
 

@@ -4,7 +4,8 @@ Owns the path of one connection as Kubernetes defines it: name resolution (subje
 the source's DNS egress), Service VIP to ready endpoint (targetPort per pod), a node's
 own address (its NodePorts), the lab's internet host, and what the kernel does with
 anything else (no route out of the lab; unanswered ARP on a lab link), then egress of the
-source and ingress of the destination. Every verdict carries sentences naming the deciding policy and rule.
+source and ingress of the destination. Every verdict carries sentences naming the deciding
+policy and rule.
 """
 from __future__ import annotations
 
@@ -217,26 +218,27 @@ def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str
     source when the translating node is its own, else against that node's fabric address
     (NodePort traffic is masqueraded before it crosses to another node)."""
     target = cluster.pods[e.pod]
-    if not any(p.container_port == e.port and p.protocol == protocol for p in target.spec.ports()):
+    if not _serves(target, e.port, protocol):
         return Outcome(False, None, (f"nothing in {e.pod} listens on {e.port}/{protocol}",), "connection refused")
-    decisions: list[pol.Decision] = []
     translated_here = source is not None and cluster.pod_nodes[source.ref] == node
-    if source is not None and not (translated_here and source.ref == target.ref):  # a pod may reach itself
+    if translated_here and source.ref == target.ref:  # the per-pod chains accept the pod's own address
+        return Outcome(True, target.ref, (f"a pod can always reach itself ({target.ref})",))
+    decisions: list[pol.Decision] = []
+    if source is not None:
         eg = (pol.egress(cluster, source, target, e.ip, e.port, protocol) if translated_here else
               pol.egress(cluster, source, None, addr.node_ip(node), node_port, protocol))
         decisions.append(eg)
         if not eg.allowed:
             return Outcome(False, None, (eg.reason,), "timed out", tuple(decisions))
-    if cluster.pod_nodes[e.pod] == node:
-        src_ip = cluster.pod_ips[source.ref] if source is not None else addr.INTERNET_HOST_IP
-        if source is not None and source.ref == target.ref:
-            return Outcome(True, target.ref, (f"a pod can always reach itself ({target.ref})",), None, tuple(decisions))
-        ing = pol.ingress(cluster, target, source, src_ip, e.port, protocol)
-    else:
+    masqueraded = cluster.pod_nodes[e.pod] != node
+    if masqueraded:
         ing = pol.ingress(cluster, target, None, addr.node_ip(node), e.port, protocol)
+    else:
+        src_ip = cluster.pod_ips[source.ref] if source is not None else addr.INTERNET_HOST_IP
+        ing = pol.ingress(cluster, target, source, src_ip, e.port, protocol)
     decisions.append(ing)
     reasons = tuple(d.reason for d in decisions)
-    if cluster.pod_nodes[e.pod] != node:
+    if masqueraded:
         reasons = (f"{addr.node_name(node)} masquerades the connection to {e.pod} on another node, which sees it "
                    f"come from {addr.node_ip(node)}",) + reasons
     return Outcome(ing.allowed, e.pod if ing.allowed else None, reasons, None if ing.allowed else "timed out",
@@ -244,8 +246,8 @@ def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str
 
 
 def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Explanation:
-    nodes = {addr.node_ip(i): addr.node_name(i) for i in range(1, cluster.node_count + 1)}
-    nodes[addr.INTERNET_GATEWAY] = addr.node_name(1)  # node-1's side of the internet host's link
+    nodes = {addr.node_ip(i): i for i in range(1, cluster.node_count + 1)}
+    nodes[addr.INTERNET_GATEWAY] = 1  # node-1's side of the internet host's link
     ip = addr.node_ip(cluster.node_names.index(dst) + 1) if dst in cluster.node_names else dst
     result = Explanation(INTERNET, dst, port, protocol, False, [])
     if ip not in nodes:
@@ -253,7 +255,7 @@ def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Expl
                               "node address, so pods and ClusterIPs are unreachable from outside the cluster")
         result.outcomes.append(Outcome(False, None, tuple(result.reasons), "network unreachable"))
         return result
-    result.outcomes.extend(_to_node(cluster, ip, cluster.node_names.index(nodes[ip]) + 1, port, protocol, None))
+    result.outcomes.extend(_to_node(cluster, ip, nodes[ip], port, protocol, None))
     return _finish(result)
 
 
@@ -280,9 +282,13 @@ def _to_internet(cluster: Cluster, source: Pod, ip: str, port: int, protocol: st
     return Outcome(True, "internet", (eg.reason, f"the lab's internet host {ip} answers"), None, (eg,))
 
 
+def _serves(pod: Pod, port: int, protocol: str) -> bool:
+    return any(p.container_port == port and p.protocol == protocol for p in pod.spec.ports())
+
+
 def to_pod(cluster: Cluster, source: Pod, target: Pod, port: int, protocol: str) -> Outcome:
     """A connection from ``source`` to ``target``'s IP on ``port/protocol`` (after any DNAT)."""
-    if not any(p.container_port == port and p.protocol == protocol for p in target.spec.ports()):
+    if not _serves(target, port, protocol):
         return Outcome(False, None, (f"nothing in {target.ref} listens on {port}/{protocol} (its containerPorts: "
                                      f"{_ports(target) or 'none'}), so the connection is refused",),
                        "connection refused")
