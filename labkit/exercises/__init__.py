@@ -18,13 +18,13 @@ from typing import Any
 
 from labkit.errors import LabkitError
 from labkit.exercises.catalog import EXERCISES
-from labkit.exercises.core import (SOLUTIONS_ENV, STRICT_ENV, CheckFailed, CheckResult, Exercise, Hint,
-                                   Outcome, Reach, Solution, _unknown, judge, solutions_requested,
+from labkit.exercises.core import (SOLUTIONS_ENV, STRICT_ENV, CheckFailed, CheckResult, Exercise,
+                                   ExpectationResult, Hint, Reach, Solution, _unknown, judge, solutions_requested,
                                    strict_checks)
 
-__all__ = ["CheckFailed", "CheckResult", "Exercise", "Hint", "Outcome", "Reach", "SOLUTIONS_ENV", "STRICT_ENV",
-           "Solution", "available", "check", "exercise", "hint", "reset_hints", "solution", "solutions_requested",
-           "strict_checks", "world"]
+__all__ = ["CheckFailed", "CheckResult", "Exercise", "ExpectationResult", "Hint", "Reach", "SOLUTIONS_ENV",
+           "STRICT_ENV", "Solution", "available", "check", "exercise", "hint", "reset_hints", "solution",
+           "solutions_requested", "strict_checks", "world"]
 
 _revealed: dict[str, int] = {}
 
@@ -33,8 +33,8 @@ def exercise(exercise_id: str) -> Exercise:
     """The exercise called ``exercise_id`` (``NotFound`` lists the known ids)."""
     try:
         return EXERCISES[exercise_id]
-    except (KeyError, TypeError):
-        raise _unknown(exercise_id, EXERCISES) from None
+    except (KeyError, TypeError) as exc:
+        raise _unknown(exercise_id, EXERCISES) from exc
 
 
 def available() -> dict[str, str]:

@@ -55,7 +55,7 @@ class Reach:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ExpectationResult:
     """How one expectation fared: ``passed`` and what was seen (``detail``)."""
 
     text: str
@@ -65,11 +65,11 @@ class Outcome:
 
 @dataclass
 class CheckResult:
-    """The result of ``check(id, lab)``: one ``Outcome`` per expectation; true when all passed."""
+    """The result of ``check(id, lab)``: one ``ExpectationResult`` per expectation; true when all passed."""
 
     exercise: str
     title: str
-    outcomes: list[Outcome]
+    outcomes: list[ExpectationResult]
     simulated: bool = False
 
     @property
@@ -195,22 +195,22 @@ def judge(exercise: Exercise, lab: Any) -> CheckResult:
     return CheckResult(exercise.id, exercise.title, outcomes, bool(getattr(lab, "simulated", False)))
 
 
-def _judge_one(lab: Any, e: Reach) -> Outcome:
+def _judge_one(lab: Any, e: Reach) -> ExpectationResult:
     try:
         result = lab.probe(e.src, e.dst, port=e.port, protocol=e.protocol)
     except NotFound as exc:
-        return Outcome(e.text, False, f"{exc}: run the cell that creates this exercise's pods first")
+        return ExpectationResult(e.text, False, f"{exc}: run the cell that creates this exercise's pods first")
     except LabkitError as exc:
-        return Outcome(e.text, False, f"could not test it: {exc}")
+        return ExpectationResult(e.text, False, f"could not test it: {exc}")
     where = f"{e.src} -> {e.dst}:{e.port}/{e.protocol}"
     if result.ok == e.allowed:
         seen = f"answered by {result.answered_by}" if result.ok else f"blocked ({result.error})"
-        return Outcome(e.text, True, f"{where}: {seen}")
+        return ExpectationResult(e.text, True, f"{where}: {seen}")
     if e.allowed:
         detail = f"{where} should work, but it failed: {result.error}"
     else:
         detail = f"{where} should be blocked, but {result.answered_by} answered"
-    return Outcome(e.text, False, detail + _why(lab, e))
+    return ExpectationResult(e.text, False, detail + _why(lab, e))
 
 
 def _why(lab: Any, e: Reach) -> str:

@@ -19,7 +19,7 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
 _IANA_SVC = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 
 
-class Node:
+class FieldMap:
     """A mapping inside a manifest, with its field path, for precise errors."""
 
     def __init__(self, data: Any, path: str, *, what: str = "an object"):
@@ -47,9 +47,9 @@ class Node:
             raise ModelError("required field is missing", path=self.at(key))
         return self.data[key]
 
-    def node(self, key: str, *, required: bool = False) -> "Node | None":
+    def node(self, key: str, *, required: bool = False) -> "FieldMap | None":
         value = self.require(key) if required else self.data.get(key)
-        return None if value is None else Node(value, self.at(key))
+        return None if value is None else FieldMap(value, self.at(key))
 
     def list(self, key: str, *, required: bool = False) -> list[tuple[str, Any]]:
         value = self.require(key) if required else self.data.get(key)
@@ -135,7 +135,7 @@ def label_value(value: Any, path: str) -> str:
 def labels(value: Any, path: str) -> dict[str, str]:
     if value is None:
         return {}
-    node = Node(value, path, what="a map of labels")
+    node = FieldMap(value, path, what="a map of labels")
     return {label_key(k, node.at(str(k))): label_value(v, node.at(str(k))) for k, v in value.items()}
 
 
@@ -175,14 +175,14 @@ def cidr(value: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network
     try:
         return ipaddress.ip_network(value, strict=False)
     except ValueError as exc:
-        raise ModelError(f"{value!r} is not a valid CIDR ({exc})", path=path) from None
+        raise ModelError(f"{value!r} is not a valid CIDR ({exc})", path=path) from exc
 
 
 def ip_address(value: Any, path: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ModelError(f"{value!r} is not a valid IP address", path=path) from None
+    except ValueError as exc:
+        raise ModelError(f"{value!r} is not a valid IP address", path=path) from exc
 
 
 def one_of(value: Any, choices: Iterable[str], path: str) -> str:

@@ -41,8 +41,8 @@ def canonical_kind(kind: str) -> str:
         return kind
     try:
         return KIND_ALIASES[kind.lower()]
-    except KeyError:
-        raise ModelError(f"unknown kind {kind!r}: labkit knows {', '.join(KINDS)}") from None
+    except KeyError as exc:
+        raise ModelError(f"unknown kind {kind!r}: labkit knows {', '.join(KINDS)}") from exc
 
 
 MAX_DEPTH = 64
@@ -55,9 +55,9 @@ def _read_text(text: str, origin: str) -> list[Any]:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ModelError(f"cannot parse YAML{at}: {getattr(exc, 'problem', None) or exc}",
-                         where=origin) from None
-    except RecursionError:
-        raise ModelError("cannot parse YAML: it is nested too deeply", where=origin) from None
+                         where=origin) from exc
+    except RecursionError as exc:
+        raise ModelError("cannot parse YAML: it is nested too deeply", where=origin) from exc
     for doc in docs:
         if _depth(doc) > MAX_DEPTH:
             raise ModelError(f"cannot parse YAML: it is nested too deeply (more than {MAX_DEPTH} levels; "
@@ -86,7 +86,7 @@ def _expand_path(path: Path) -> list[Any]:
     try:
         is_dir = path.is_dir()
     except OSError as exc:  # e.g. a name longer than the file system allows
-        raise ModelError(f"cannot read {str(path)[:80]!r}: {exc.strerror}") from None
+        raise ModelError(f"cannot read {str(path)[:80]!r}: {exc.strerror}") from exc
     if is_dir:
         files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
         return [d for p in files for d in _expand_path(p)]
@@ -95,7 +95,7 @@ def _expand_path(path: Path) -> list[Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"cannot read {str(path)!r}: {exc}") from None
+        raise ModelError(f"cannot read {str(path)!r}: {exc}") from exc
     return _read_text(text, str(path))
 
 
@@ -111,9 +111,9 @@ def load_documents(source: Source) -> list[dict]:
     else:
         try:
             raw = list(source)
-        except TypeError:
+        except TypeError as exc:
             raise ModelError(f"cannot read manifests from {type(source).__name__}: give YAML text, "
-                             "a path, a dict or a list of dicts") from None
+                             "a path, a dict or a list of dicts") from exc
     docs: list[dict] = []
     for i, doc in enumerate(raw):
         if isinstance(doc, dict) and doc.get("kind") == "List":
@@ -146,11 +146,14 @@ def parse_document(doc: dict, index: int = 0) -> Object:
     try:
         return _parse(doc)
     except ModelError as exc:
-        raise exc.located(where) from None
+        located = exc.located(where)
+        if located is exc:  # it already names its document: let it go on unchanged
+            raise
+        raise located from exc
 
 
 def _parse(doc: dict) -> Object:
-    node = f.Node(doc, "")
+    node = f.FieldMap(doc, "")
     kind = node.string("kind", required=True)
     if kind not in KINDS:
         raise ModelError(f"unknown kind {kind!r}: labkit knows {', '.join(KINDS)}", path="kind")
@@ -169,7 +172,7 @@ def _parse(doc: dict) -> Object:
         if "namespace" in meta.data:
             raise ModelError("a Namespace is not namespaced: remove metadata.namespace", path="metadata.namespace")
         if "spec" in doc and doc["spec"] not in (None, {}):
-            f.Node(doc["spec"], "spec").allow((), ("finalizers",))
+            f.FieldMap(doc["spec"], "spec").allow((), ("finalizers",))
         labels["kubernetes.io/metadata.name"] = name
         return Namespace(name, labels)
     namespace = f.dns1123_label(meta.get("namespace", "default"), meta.at("namespace"))

@@ -16,12 +16,12 @@ _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 def parse_selector(value: Any, path: str) -> LabelSelector:
-    node = f.Node(value, path, what="a label selector")
+    node = f.FieldMap(value, path, what="a label selector")
     node.allow(("matchLabels", "matchExpressions"))
     labels = f.labels(node.get("matchLabels"), node.at("matchLabels"))
     reqs = []
     for rpath, item in node.list("matchExpressions"):
-        r = f.Node(item, rpath)
+        r = f.FieldMap(item, rpath)
         r.allow(("key", "operator", "values"))
         key = f.label_key(r.require("key"), r.at("key"))
         op = f.one_of(r.require("operator"), _OPERATORS, r.at("operator"))
@@ -36,7 +36,7 @@ def parse_selector(value: Any, path: str) -> LabelSelector:
     return LabelSelector(tuple(sorted(labels.items())), tuple(reqs))
 
 
-def _ip_block(node: f.Node) -> IPBlock:
+def _ip_block(node: f.FieldMap) -> IPBlock:
     node.allow(("cidr", "except"))
     net = f.cidr(node.require("cidr"), node.at("cidr"))
     excepts = []
@@ -50,7 +50,7 @@ def _ip_block(node: f.Node) -> IPBlock:
 
 
 def _peer(value: Any, path: str) -> Peer:
-    node = f.Node(value, path, what="a peer")
+    node = f.FieldMap(value, path, what="a peer")
     node.allow(("podSelector", "namespaceSelector", "ipBlock"))
     pod = node.data.get("podSelector")
     ns = node.data.get("namespaceSelector")
@@ -64,12 +64,12 @@ def _peer(value: Any, path: str) -> Peer:
     return Peer(
         pod_selector=None if pod is None else parse_selector(pod, node.at("podSelector")),
         namespace_selector=None if ns is None else parse_selector(ns, node.at("namespaceSelector")),
-        ip_block=None if block is None else _ip_block(f.Node(block, node.at("ipBlock"))),
+        ip_block=None if block is None else _ip_block(f.FieldMap(block, node.at("ipBlock"))),
     )
 
 
 def _port(value: Any, path: str) -> PolicyPort:
-    node = f.Node(value, path, what="a port")
+    node = f.FieldMap(value, path, what="a port")
     node.allow(("port", "protocol", "endPort"))
     protocol = f.protocol(node.data.get("protocol"), node.at("protocol"))
     port = node.data.get("port")
@@ -88,10 +88,10 @@ def _port(value: Any, path: str) -> PolicyPort:
     return PolicyPort(protocol, port, end)
 
 
-def _rules(node: f.Node, key: str, peers_key: str) -> tuple[PolicyRule, ...]:
+def _rules(node: f.FieldMap, key: str, peers_key: str) -> tuple[PolicyRule, ...]:
     rules = []
     for rpath, item in node.list(key):
-        r = f.Node(item, rpath, what="a rule")
+        r = f.FieldMap(item, rpath, what="a rule")
         r.allow((peers_key, "ports"))
         peers = tuple(_peer(p, ppath) for ppath, p in r.list(peers_key))
         ports = tuple(_port(p, ppath) for ppath, p in r.list("ports"))
@@ -100,7 +100,7 @@ def _rules(node: f.Node, key: str, peers_key: str) -> tuple[PolicyRule, ...]:
 
 
 def parse_network_policy(doc: dict, namespace: str, name: str, labels: dict) -> NetworkPolicy:
-    spec = f.Node(doc.get("spec") if doc.get("spec") is not None else {}, "spec")
+    spec = f.FieldMap(doc.get("spec") if doc.get("spec") is not None else {}, "spec")
     spec.allow(("podSelector", "policyTypes", "ingress", "egress"))
     selector = parse_selector(spec.get("podSelector", {}), spec.at("podSelector"))
     ingress = _rules(spec, "ingress", "from")

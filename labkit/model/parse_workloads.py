@@ -25,7 +25,7 @@ _IGNORED_POD_SPEC = ("terminationGracePeriodSeconds", "restartPolicy", "volumes"
 
 
 def _probe(value: Any, path: str) -> ReadinessProbe:
-    node = f.Node(value, path, what="a probe")
+    node = f.FieldMap(value, path, what="a probe")
     timing = ("periodSeconds", "initialDelaySeconds", "failureThreshold", "successThreshold",
               "timeoutSeconds")
     node.allow(("exec", "tcpSocket", "httpGet") + timing, ("terminationGracePeriodSeconds",))
@@ -56,13 +56,13 @@ def _probe(value: Any, path: str) -> ReadinessProbe:
 
 
 def _container(value: Any, path: str) -> Container:
-    node = f.Node(value, path, what="a container")
+    node = f.FieldMap(value, path, what="a container")
     node.allow(("name", "image", "command", "args", "ports", "readinessProbe", "env"), _IGNORED_CONTAINER)
     name = f.dns1123_label(node.require("name"), node.at("name"))
     image = node.string("image", default=LAB_IMAGE) or LAB_IMAGE
     ports = []
     for ppath, item in node.list("ports"):
-        p = f.Node(item, ppath, what="a container port")
+        p = f.FieldMap(item, ppath, what="a container port")
         p.allow(("containerPort", "protocol", "name"), ("hostPort", "hostIP"))
         pname = p.data.get("name")
         ports.append(ContainerPort(f.port_number(p.require("containerPort"), p.at("containerPort")),
@@ -70,7 +70,7 @@ def _container(value: Any, path: str) -> Container:
                                    None if pname is None else f.port_name(pname, p.at("name"))))
     env = []
     for epath, item in node.list("env"):
-        e = f.Node(item, epath, what="an environment variable")
+        e = f.FieldMap(item, epath, what="an environment variable")
         e.allow(("name", "value"), ("valueFrom",))
         env.append((e.string("name", required=True), str(e.get("value", ""))))
     probe = node.data.get("readinessProbe")
@@ -83,7 +83,7 @@ def _container(value: Any, path: str) -> Container:
 
 
 def parse_pod_spec(value: Any, path: str) -> PodSpec:
-    node = f.Node(value, path)
+    node = f.FieldMap(value, path)
     node.allow(("containers", "nodeName"), _IGNORED_POD_SPEC)
     items = node.list("containers", required=True)
     if not items:
@@ -114,7 +114,7 @@ def parse_pod_spec(value: Any, path: str) -> PodSpec:
 
 
 def parse_deployment(doc: dict, namespace: str, name: str, labels: dict) -> Deployment:
-    spec = f.Node(doc.get("spec"), "spec")
+    spec = f.FieldMap(doc.get("spec"), "spec")
     spec.allow(("replicas", "selector", "template"),
                ("strategy", "minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds", "paused"))
     replicas = spec.integer("replicas", default=1)
@@ -123,7 +123,7 @@ def parse_deployment(doc: dict, namespace: str, name: str, labels: dict) -> Depl
     selector = parse_selector(spec.require("selector"), spec.at("selector"))
     template = spec.node("template", required=True)
     template.allow(("metadata", "spec"))
-    meta = template.node("metadata") or f.Node({}, template.at("metadata"))
+    meta = template.node("metadata") or f.FieldMap({}, template.at("metadata"))
     meta.allow(("labels",), ("annotations", "name"))
     tlabels = f.labels(meta.get("labels"), meta.at("labels"))
     if selector.empty or not selector.matches(tlabels):
@@ -134,7 +134,7 @@ def parse_deployment(doc: dict, namespace: str, name: str, labels: dict) -> Depl
 
 
 def parse_service(doc: dict, namespace: str, name: str, labels: dict) -> Service:
-    spec = f.Node(doc.get("spec"), "spec")
+    spec = f.FieldMap(doc.get("spec"), "spec")
     spec.allow(("type", "selector", "ports", "clusterIP", "sessionAffinity"),
                ("clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
                 "publishNotReadyAddresses", "sessionAffinityConfig"))
@@ -159,7 +159,7 @@ def parse_service(doc: dict, namespace: str, name: str, labels: dict) -> Service
                          path=spec.at("ports"))
     ports, seen_names, seen = [], set(), set()
     for ppath, item in items:
-        p = f.Node(item, ppath, what="a service port")
+        p = f.FieldMap(item, ppath, what="a service port")
         p.allow(("port", "targetPort", "protocol", "name", "nodePort"), ("appProtocol",))
         pname = p.data.get("name")
         if pname is not None:  # Service port names are DNS labels (container ports: IANA names)

@@ -49,7 +49,7 @@ def read_request(stream):
     try:
         request = json.loads(text)
     except ValueError as exc:
-        raise NodeError("invalid JSON on stdin: %s" % exc) from None
+        raise NodeError("invalid JSON on stdin: %s" % exc) from exc
     if not isinstance(request, dict):
         raise NodeError("stdin must hold one JSON object, got %s" % type(request).__name__)
     return request
@@ -69,7 +69,7 @@ def main(argv=None):
             try:
                 return serve.main(rest)
             except ValueError as exc:
-                raise NodeError(str(exc)) from None
+                raise NodeError(str(exc)) from exc
         handlers = _handlers()
         if command not in handlers:
             raise NodeError("unknown command %r; %s" % (command, USAGE))

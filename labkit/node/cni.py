@@ -74,11 +74,11 @@ def run_plugin(command, config, netns="", container_id="", ifname="eth0",
     try:
         proc = subprocess.run([plugin], input=json.dumps(config).encode(), env=env,
                               capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as exc:
         raise NodeError("CNI plugin %s %s timed out after %ss"
-                        % (config["type"], command, timeout)) from None
+                        % (config["type"], command, timeout)) from exc
     except OSError as exc:
-        raise NodeError("cannot run CNI plugin %s: %s" % (plugin, exc.strerror)) from None
+        raise NodeError("cannot run CNI plugin %s: %s" % (plugin, exc.strerror)) from exc
     out = proc.stdout.decode("utf-8", "replace").strip()
     try:
         parsed = json.loads(out) if out else None
@@ -118,7 +118,7 @@ def handle(request):
         try:
             config = bridge_config(**request["bridge"])
         except (TypeError, ValueError) as exc:
-            raise NodeError("bridge: %s" % exc) from None
+            raise NodeError("bridge: %s" % exc) from exc
     if not isinstance(config, dict):
         raise NodeError("config: must be a CNI network config object")
     for key in ("cniVersion", "name", "type"):

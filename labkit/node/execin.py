@@ -40,7 +40,7 @@ def handle(request):
         try:
             fd = open_netns(netns)
         except OSError as exc:
-            raise NodeError("netns: %s" % exc.strerror) from None
+            raise NodeError("netns: %s" % exc.strerror) from exc
     full = (["nsenter", "--net=/proc/self/fd/%d" % fd, "--"] if fd is not None else []) + argv
     try:
         proc = subprocess.Popen(full, stdin=subprocess.PIPE if stdin is not None

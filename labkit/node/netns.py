@@ -106,7 +106,7 @@ def checked_netns(path):
     try:
         refuse_host_netns(path)
     except OSError as exc:
-        raise NodeError("netns: %s" % exc.strerror) from None
+        raise NodeError("netns: %s" % exc.strerror) from exc
     return path
 
 
@@ -118,7 +118,7 @@ def open_netns(path):
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise OSError(exc.errno, "cannot open network namespace %s: %s"
-                      % (path, os.strerror(exc.errno or 0))) from None
+                      % (path, os.strerror(exc.errno or 0))) from exc
     try:
         refuse_host_netns(path, fd)
     except OSError:
@@ -138,7 +138,7 @@ def enter_netns(path):
         setns(fd, CLONE_NEWNET)
     except OSError as exc:
         raise OSError(exc.errno, "cannot enter network namespace %s: %s"
-                      % (path, os.strerror(exc.errno or 0))) from None
+                      % (path, os.strerror(exc.errno or 0))) from exc
     finally:
         os.close(fd)
 

@@ -31,10 +31,10 @@ def run_nft(args, stdin_text=None, netns=None):
     try:
         proc = subprocess.run(argv, input=(stdin_text or "").encode(), capture_output=True,
                               timeout=NFT_TIMEOUT, check=False)
-    except FileNotFoundError:
-        raise NodeError("%s not found (is nftables installed?)" % argv[0]) from None
-    except subprocess.TimeoutExpired:
-        raise NodeError("nft timed out after %ss" % NFT_TIMEOUT) from None
+    except FileNotFoundError as exc:
+        raise NodeError("%s not found (is nftables installed?)" % argv[0]) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise NodeError("nft timed out after %ss" % NFT_TIMEOUT) from exc
     return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
             proc.stderr.decode("utf-8", "replace"))
 
@@ -97,8 +97,8 @@ def list_tables(request):
         if as_json:
             try:
                 parsed[key] = json.loads(out)
-            except ValueError:
-                raise NodeError("nft -j list table %s: output is not JSON" % key) from None
+            except ValueError as exc:
+                raise NodeError("nft -j list table %s: output is not JSON" % key) from exc
     reply = {"text": "".join(texts.values()), "tables": texts, "missing": missing}
     if as_json:
         reply["json"] = parsed

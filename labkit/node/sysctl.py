@@ -44,7 +44,7 @@ def _apply(values, keys):
                 handle.write("%s\n" % value)
         except OSError as exc:
             raise NodeError("%s: cannot write %s: %s" % (key, path, os.strerror(exc.errno or 0)),
-                            written=written) from None
+                            written=written) from exc
         written.append(key)
     out = {}
     for key in list(values) + [k for k in keys if k not in values]:
@@ -73,4 +73,4 @@ def handle(request):
     try:
         return run_in_netns(netns, _apply, clean, keys)
     except OSError as exc:  # entering the namespace failed
-        raise NodeError(exc.strerror or str(exc)) from None
+        raise NodeError(exc.strerror or str(exc)) from exc
