@@ -1,12 +1,17 @@
 """Result values returned to learners: probes and commands run in pods.
 
-Owns the plain result dataclasses of the public API (and their reprs); imports nothing
-from labkit, so every layer can return them.
+Owns the plain result dataclasses of the public API (their reprs, and their plain-data
+forms for crossing a process boundary as JSON), and ``_Reader``, the typed reading of such
+forms that every ``from_dict`` of labkit uses; imports only labkit.errors, so every layer
+can return them.
 """
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import Any, Callable
+
+from labkit.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,19 @@ class ProbeResult:
         colour = "#1a7f37" if self.ok else "#cf222e"
         return f"<span style='color:{colour}'>{html.escape(repr(self))}</span>"
 
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "latency_ms": self.latency_ms, "answered_by": self.answered_by, "error": self.error,
+                "simulated": self.simulated, "src": self.src, "dst": self.dst, "port": self.port,
+                "protocol": self.protocol,
+                "may_answer": None if self.may_answer is None else list(self.may_answer)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ProbeResult":
+        r = _Reader(data, cls.__name__)
+        return cls(r.get("ok", bool), r.get("latency_ms", float, null=True), r.get("answered_by", str, null=True),
+                   r.get("error", str, null=True), r.get("simulated", bool), r.get("src", str), r.get("dst", str),
+                   r.get("port", int), r.get("protocol", str), r.strings("may_answer", null=True))
+
 
 @dataclass(frozen=True)
 class ExecResult:
@@ -65,3 +83,83 @@ class ExecResult:
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(self.output)}</pre><small>exit code {self.exit_code}</small>"
+
+    def to_dict(self) -> dict:
+        return {"exit_code": self.exit_code, "output": self.output}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ExecResult":
+        r = _Reader(data, cls.__name__)
+        return cls(r.get("exit_code", int), r.get("output", str))
+
+
+_JSON_KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+               (list, "a list"), (dict, "an object"))
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return next((name for kind, name in _JSON_KINDS if isinstance(value, kind)), type(value).__name__)
+
+
+class _Reader:
+    """One JSON object read by a ``from_dict``: every key is required and typed.
+
+    Errors are ``ModelError``s naming the type (``where``), the path of a nested object
+    (``path``, e.g. ``outcomes[0].decisions[1]``) and the key: never a bare KeyError."""
+
+    def __init__(self, data: Any, where: str, path: str = ""):
+        self.where, self.path = where, path
+        if not isinstance(data, dict):
+            raise self._error(f"expected an object, got {_json_kind(data)}")
+        self.data: dict = data
+
+    def _error(self, problem: str) -> ModelError:
+        return ModelError(problem, where=self.where, path=self.path)
+
+    def get(self, key: str, kind: type, *, null: bool = False) -> Any:
+        """The value of ``key``, of JSON type ``kind`` (bool, int, float, str, list, dict), or None if ``null``.
+
+        An integer is accepted where a number is expected, and read as a float."""
+        if key not in self.data:
+            raise self._error(f"missing key {key!r}")
+        value = self.data[key]
+        if value is None and null:
+            return None
+        accepted = (int, float) if kind is float else kind
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, accepted):
+            name = dict(_JSON_KINDS)[kind]
+            raise self._error(f"key {key!r} must be {name}{' or null' if null else ''}, got {_json_kind(value)}")
+        if kind is float and isinstance(value, int):
+            try:
+                return float(value)
+            except OverflowError as exc:
+                raise self._error(f"key {key!r} is too large for a float") from exc
+        return value
+
+    def strings(self, key: str, *, null: bool = False) -> tuple[str, ...] | None:
+        """A list of strings, as a tuple."""
+        value = self.get(key, list, null=null)
+        if value is None:
+            return None
+        if not all(isinstance(v, str) for v in value):
+            raise self._error(f"key {key!r} must be a list of strings")
+        return tuple(value)
+
+    def objects(self, key: str, build: Callable[[Any], Any]) -> list:
+        """A list of nested objects, each made by ``build`` (a ``from_dict``)."""
+        return [self.within(f"{key}[{i}]", build, item) for i, item in enumerate(self.get(key, list))]
+
+    def object(self, key: str, build: Callable[[Any], Any]) -> Any:
+        """One nested object, made by ``build`` (a ``from_dict``)."""
+        return self.within(key, build, self.get(key, dict))
+
+    def within(self, step: str, build: Callable[[Any], Any], data: Any) -> Any:
+        """``build(data)``, its errors located at ``step`` below this object."""
+        here = f"{self.path}.{step}" if self.path else step
+        try:
+            return build(data)
+        except ModelError as exc:
+            raise ModelError(exc.problem, where=self.where,
+                             path=f"{here}.{exc.path}" if exc.path else here) from exc

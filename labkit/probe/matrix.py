@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 from labkit.errors import NotFound
 from labkit.model.cluster import pod_ref
-from labkit.results import ProbeResult
+from labkit.results import ProbeResult, _Reader
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Matrix:
         try:
             return self._index[pod_ref(src)], self._index[pod_ref(dst)]
         except KeyError as exc:
-            raise NotFound(f"pod {exc.args[0]!r} is not in this matrix (pods: {', '.join(self.pods)})") from None
+            raise NotFound(f"pod {exc.args[0]!r} is not in this matrix (pods: {', '.join(self.pods)})") from exc
 
     def allowed(self, src: str, dst: str) -> bool:
         """Observed: could ``src`` open the port on ``dst``?"""
@@ -61,13 +62,24 @@ class Matrix:
         return sum(bin(row).count("1") for row in self.observed)
 
     def to_dict(self) -> dict:
+        """Plain data: ``allowed`` (observed) and ``expected`` as ``{src: {dst: bool}}``, and ``results``
+        (the probes behind the cells) as ``[{"from": src, "to": dst, "result": ProbeResult.to_dict()}]``."""
         return {
             "port": self.port, "protocol": self.protocol, "source": self.source, "pods": list(self.pods),
-            "allowed": {s: {d: bool(self.observed[i] >> j & 1) for j, d in enumerate(self.pods)}
-                        for i, s in enumerate(self.pods)},
+            "allowed": _grid(self.pods, self.observed),
             "differences": [{"from": s, "to": d, "observed": self.allowed(s, d),
                              "expected": self.expected_allowed(s, d)} for s, d in self.differences()],
+            "expected": _grid(self.pods, self.expected),
+            "results": [{"from": s, "to": d, "result": r.to_dict()} for (s, d), r in self.results.items()],
         }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Matrix":
+        """The inverse of ``to_dict`` (``differences`` is derived, so it is not read)."""
+        r = _Reader(data, cls.__name__)
+        pods = list(r.strings("pods"))
+        return cls(pods, r.get("port", int), r.get("protocol", str), _bitsets(r, "allowed", pods),
+                   _bitsets(r, "expected", pods), r.get("source", str), dict(r.objects("results", _cell)))
 
     def table(self) -> str:
         width = max([len(p) for p in self.pods] + [len("from\\to")])
@@ -110,3 +122,23 @@ class Matrix:
         return (f"<div><b>{self.port}/{self.protocol}</b> ({kind}; rows = from, columns = to; "
                 f"{len(self.differences())} difference(s) from the oracle)<table style='border-collapse:collapse'>"
                 f"<tr><th>from\\to</th>{head}</tr>{''.join(body)}</table></div>")
+
+
+def _grid(pods: list[str], rows: list[int]) -> dict[str, dict[str, bool]]:
+    return {s: {d: bool(rows[i] >> j & 1) for j, d in enumerate(pods)} for i, s in enumerate(pods)}
+
+
+def _bitsets(r: _Reader, key: str, pods: list[str]) -> list[int]:
+    """The rows of a ``{src: {dst: bool}}`` grid as bitsets, in the order of ``pods``."""
+    grid = _Reader(r.get(key, dict), r.where, key)
+    out = []
+    for src in pods:
+        row = _Reader(grid.get(src, dict), r.where, f"{key}[{src!r}]")
+        out.append(sum(1 << j for j, dst in enumerate(pods) if row.get(dst, bool)))
+    return out
+
+
+def _cell(data: Any) -> tuple[tuple[str, str], ProbeResult]:
+    """One entry of ``results``: ``{"from": src, "to": dst, "result": {...}}``."""
+    r = _Reader(data, "Matrix")
+    return (r.get("from", str), r.get("to", str)), r.object("result", ProbeResult.from_dict)

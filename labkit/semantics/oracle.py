@@ -12,10 +12,12 @@ from __future__ import annotations
 import html
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster, pod_ref
 from labkit.model.objects import Pod
+from labkit.results import _Reader
 from labkit.semantics import policy as pol
 from labkit.semantics import services as svc
 
@@ -33,6 +35,16 @@ class Outcome:
     reasons: tuple[str, ...]
     error: str | None = None  # what a client would see: "connection refused", "timed out", ...
     decisions: tuple[pol.Decision, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"allowed": self.allowed, "answered_by": self.answered_by, "reasons": list(self.reasons),
+                "error": self.error, "decisions": [d.to_dict() for d in self.decisions]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Outcome":
+        r = _Reader(data, cls.__name__)
+        return cls(r.get("allowed", bool), r.get("answered_by", str, null=True), r.strings("reasons"),
+                   r.get("error", str, null=True), tuple(r.objects("decisions", pol.Decision.from_dict)))
 
 
 @dataclass
@@ -64,6 +76,18 @@ class Explanation:
     def __repr__(self) -> str:
         return f"<Explanation {self.src} -> {self.dst} {self.port}/{self.protocol}: " \
                f"{'allowed' if self.allowed else 'denied'}>"
+
+    def to_dict(self) -> dict:
+        return {"src": self.src, "dst": self.dst, "port": self.port, "protocol": self.protocol,
+                "allowed": self.allowed, "reasons": list(self.reasons),
+                "outcomes": [o.to_dict() for o in self.outcomes], "chains": list(self.chains)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Explanation":
+        r = _Reader(data, cls.__name__)
+        return cls(r.get("src", str), r.get("dst", str), r.get("port", int), r.get("protocol", str),
+                   r.get("allowed", bool), list(r.strings("reasons")), r.objects("outcomes", Outcome.from_dict),
+                   list(r.strings("chains")))
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.allowed else "#cf222e"

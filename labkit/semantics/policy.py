@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from labkit.model.cluster import Cluster
 from labkit.model.objects import NetworkPolicy, Peer, Pod, PolicyPort, PolicyRule
+from labkit.results import _Reader
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,17 @@ class Decision:
     rule: int | None = None
     reason: str = ""
     subject: str = ""  # the pod whose isolation is judged (destination for ingress, source for egress)
+
+    def to_dict(self) -> dict:
+        return {"direction": self.direction, "allowed": self.allowed, "isolating": list(self.isolating),
+                "policy": self.policy, "rule": self.rule, "reason": self.reason, "subject": self.subject}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Decision":
+        r = _Reader(data, cls.__name__)
+        return cls(r.get("direction", str), r.get("allowed", bool), r.strings("isolating"),
+                   r.get("policy", str, null=True), r.get("rule", int, null=True), r.get("reason", str),
+                   r.get("subject", str))
 
 
 @lru_cache(maxsize=4096)

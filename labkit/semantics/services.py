@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from labkit.model.addressing import CLUSTER_DOMAIN
 from labkit.model.cluster import Cluster
 from labkit.model.objects import Pod, Service, ServicePort
+from labkit.results import _Reader
 
 NDOTS = 5
 
@@ -24,6 +26,15 @@ class Endpoint:
     port: int
     protocol: str
     ready: bool
+
+    def to_dict(self) -> dict:
+        return {"pod": self.pod, "ip": self.ip, "port": self.port, "protocol": self.protocol, "ready": self.ready}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Endpoint":
+        r = _Reader(data, cls.__name__)
+        return cls(r.get("pod", str), r.get("ip", str), r.get("port", int), r.get("protocol", str),
+                   r.get("ready", bool))
 
 
 def target_port(pod: Pod, sport: ServicePort) -> int | None:
