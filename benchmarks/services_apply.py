@@ -8,11 +8,20 @@ has three endpoints), it measures, over several runs:
   name is in cluster DNS (apply-until-enforced), and the same followed by the first
   connection to the new name (which must succeed: no sleep in between);
 * ``lab.delete`` of that Service;
-* the rule step alone, with the lab's whole ruleset as it is in force:
-  labkit's node agent (``engine.agent(..., "nft", {"ruleset": text})``, a ``docker exec``
-  of ``python3 -m labkit.node nft``) against plain ``docker exec -i <node> nft -f -`` of
-  the same text by hand, as a ratio; and, inside the node, the agent's own nft timing
-  against a bare ``nft -f`` of the same file (no docker exec on either side).
+* the rule step, with the lab's whole ruleset: labkit's side is the wall time of a public call
+  whose enforcement is the rule step alone, ``lab.label`` of backend pod ``be0`` off and back
+  onto the Services' selector (every Service loses or regains an endpoint: the node's whole
+  ruleset is re-sent; no pod, Service name or DNS record changes), against plain
+  ``docker exec -i <node> nft -f -`` of the lab's ruleset by hand, as a ratio; and a bare
+  ``nft -f`` of the same file timed inside the node (no docker exec).
+
+The raw side uses ``benchmarks/rawdocker.py`` (the Engine API over its unix socket, standard
+library only); the node container is found by labkit's documented labels (``io.labkit.lab``,
+``io.labkit.owner``, ``io.labkit.role=node``, ``io.labkit.node=node-1``). No labkit internals
+are called or wrapped, so two earlier breakdowns are dropped: the per-exec split of one apply
+(rules / DNS reload / other), which wrapped labkit's engine calls, and the node agent's own nft
+timing (labkit applies rulesets with ``nft -f -`` itself now). The rule-step row above stands
+in for the first: a Service apply minus a rules-only change is roughly the DNS reload.
 
 Reported as medians (and p95 where there are enough runs); raw samples are kept in
 ``benchmarks/results/services_apply.json``. Goals (DESIGN §7, notes §9.7): a Service change
@@ -28,7 +37,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import labkit  # noqa: E402
 from labkit.dataplane import ruleset  # noqa: E402
-from labkit.runtime.docker import engine  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rawdocker  # noqa: E402
 
 NS = "bench"
 BACKENDS = 3
@@ -77,65 +87,41 @@ def counts(text: str) -> dict:
     return {"chains": chains, "rules": rules, "bytes": len(text.encode())}
 
 
-class Breakdown:
-    """Attribute the Docker calls made during one apply: rules (the nft agent), DNS reload, other."""
-
-    def __init__(self):
-        self.totals: dict[str, float] = {}
-        self._orig = None
-
-    def __enter__(self):
-        self.totals = {"rules_ms": 0.0, "dns_ms": 0.0, "other_exec_ms": 0.0}
-        self._orig = engine.exec_raw
-
-        def timed(client, container_id, argv, stdin=None, timeout=60.0):
-            t = time.perf_counter()
-            try:
-                return self._orig(client, container_id, argv, stdin, timeout)
-            finally:
-                kind = ("rules_ms" if argv[-1:] == ["nft"] else
-                        "dns_ms" if argv[:1] == ["sh"] and "dnsmasq" in " ".join(argv) else "other_exec_ms")
-                self.totals[kind] += (time.perf_counter() - t) * 1000
-
-        engine.exec_raw = timed
-        return self
-
-    def __exit__(self, *exc):
-        engine.exec_raw = self._orig
-
-
 def rule_step(lab: labkit.Lab, runs: int) -> dict:
-    """labkit's nft step against plain nft, with the lab's own ruleset, in its node."""
-    client = lab._backend.client
-    node = lab._backend.nodes[0]
-    text = ruleset.render(lab.cluster, node.index)
-    agent_wall, agent_inner, plain_wall, bare_inner = [], [], [], []
-    code, out, err = engine.exec_raw(client, node.id, ["sh", "-c", "cat > /tmp/bench.nft"], text.encode())
+    """labkit's rule step (a public rules-only change) against plain nft, with the lab's own ruleset, in its node."""
+    engine = rawdocker.Engine()
+    node = engine.node_container(lab.name, lab.owner, "node-1")
+    text = ruleset.render(lab.cluster, 1)  # what labkit has in force in node-1 (render is pure)
+    labkit_wall, plain_wall, bare_inner = [], [], []
+    code, out, err = engine.exec(node, ["sh", "-c", "cat > /tmp/bench.nft"], text.encode())
     assert code == 0, err
     timer = ("import subprocess,sys,time\nt=time.monotonic()\n"
              "p=subprocess.run(['nft','-f','/tmp/bench.nft'],capture_output=True)\n"
              "print(round((time.monotonic()-t)*1000,2) if p.returncode==0 else 'ERR '+p.stderr.decode())")
-    for _ in range(runs):
-        t = time.perf_counter()
-        answer = engine.agent(client, node.id, "nft", {"ruleset": text})
-        agent_wall.append((time.perf_counter() - t) * 1000)
-        agent_inner.append(float(answer["ms"]))
-        t = time.perf_counter()
-        subprocess.run(["docker", "exec", "-i", node.container.name, "nft", "-f", "-"], input=text.encode(),
-                       check=True, capture_output=True)
-        plain_wall.append((time.perf_counter() - t) * 1000)
-        code, out, err = engine.exec_raw(client, node.id, ["python3", "-c", timer])
-        assert code == 0 and not out.startswith(b"ERR"), out + err
-        bare_inner.append(float(out.decode().strip()))
-    # leave the node exactly as labkit wants it (the same text, applied by labkit)
-    engine.agent(client, node.id, "nft", {"ruleset": text})
-    engine.exec_raw(client, node.id, ["rm", "-f", "/tmp/bench.nft"])
-    out = {"labkit_agent_ms": summary(agent_wall), "plain_docker_exec_nft_ms": summary(plain_wall),
-           "labkit_nft_inside_node_ms": summary(agent_inner), "bare_nft_inside_node_ms": summary(bare_inner),
-           "ruleset": counts(text)}
-    median = {k: v["median"] for k, v in out.items() if k != "ruleset"}
-    out["ratio_agent_vs_plain_docker_exec"] = median["labkit_agent_ms"] / median["plain_docker_exec_nft_ms"]
-    out["ratio_inside_node"] = median["labkit_nft_inside_node_ms"] / median["bare_nft_inside_node_ms"]
+    try:
+        for _ in range(runs):
+            for value in (None, "be"):  # be0 leaves every Service's endpoints, then comes back
+                t = time.perf_counter()
+                lab.label("pod", f"{NS}/be0", {"app": value})
+                labkit_wall.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            code, out, err = engine.exec(node, ["nft", "-f", "-"], text.encode())
+            plain_wall.append((time.perf_counter() - t) * 1000)
+            assert code == 0, out + err
+            code, out, err = engine.exec(node, ["python3", "-c", timer])
+            assert code == 0 and not out.startswith(b"ERR"), out + err
+            bare_inner.append(float(out.decode().strip()))
+        assert ruleset.render(lab.cluster, 1) == text, "the lab did not come back to the ruleset it started from"
+    finally:
+        # the kernel holds ``text`` again, the very ruleset labkit last applied there
+        engine.exec(node, ["rm", "-f", "/tmp/bench.nft"])
+        engine.close()
+    out = {"labkit_rules_only_change_ms": summary(labkit_wall), "plain_docker_exec_nft_ms": summary(plain_wall),
+           "bare_nft_inside_node_ms": summary(bare_inner), "ruleset": counts(text),
+           "labkit_call": f"lab.label('pod', '{NS}/be0', ...) taking it out of / back into every Service"}
+    labkit_ms, plain_ms = out["labkit_rules_only_change_ms"]["median"], out["plain_docker_exec_nft_ms"]["median"]
+    out["ratio_labkit_vs_plain_docker_exec"] = labkit_ms / plain_ms
+    out["ratio_plain_exec_vs_inside_node"] = plain_ms / out["bare_nft_inside_node_ms"]["median"]
     return out
 
 
@@ -148,18 +134,14 @@ def measure(size: int, runs: int) -> dict:
         lab.apply([service(f"svc-{k}") for k in range(size)])
         bulk = time.perf_counter() - t
         applies, with_probe, deletes, render = [], [], [], []
-        parts: dict[str, list[float]] = {"rules_ms": [], "dns_ms": [], "other_exec_ms": []}
         first_ok = 0
         for r in range(runs):
             t = time.perf_counter()
             ruleset.render(lab.cluster, 1)
             render.append((time.perf_counter() - t) * 1000)
-            with Breakdown() as spent:
-                t = time.perf_counter()
-                lab.apply(service(f"new-{r}"))
-                applied = time.perf_counter()
-            for key, value in spent.totals.items():
-                parts[key].append(value)
+            t = time.perf_counter()
+            lab.apply(service(f"new-{r}"))
+            applied = time.perf_counter()
             result = lab.probe("bench/client", f"new-{r}", 80, timeout=2)
             probed = time.perf_counter()
             first_ok += result.ok
@@ -172,8 +154,7 @@ def measure(size: int, runs: int) -> dict:
     return {"services": size, "endpoints_per_service": BACKENDS, "bulk_apply_all_services_s": round(bulk, 3),
             "apply_one_service_ms": summary(applies), "apply_then_first_connection_ms": summary(with_probe),
             "first_connection_succeeded": f"{first_ok}/{runs}", "delete_one_service_ms": summary(deletes),
-            "render_ruleset_ms": summary(render),
-            "apply_breakdown_ms": {k: summary(v) for k, v in parts.items()}, "rule_step": step}
+            "render_ruleset_ms": summary(render), "rule_step": step}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,26 +174,33 @@ def main(argv: list[str] | None = None) -> int:
               "goals": {"apply_until_enforced": "a Service change is in force (rules + DNS) when apply returns: the "
                                                 "first connection right after it succeeds",
                         "rule_step": "labkit's nft step reported as a ratio against plain nft -f (DESIGN §7)"},
+              "raw_client": "benchmarks/rawdocker.py: Engine API over the unix socket, standard library only",
+              "dropped": ["apply_breakdown_ms (rules / DNS reload / other execs within one apply): it wrapped labkit's "
+                          "engine calls; see apply_one_service_ms against rule_step.labkit_rules_only_change_ms",
+                          "rule_step.labkit_agent_ms and labkit_nft_inside_node_ms: the node agent's nft path, which "
+                          "labkit no longer uses for rules; labkit's side is now a public rules-only change"],
               "results": results}
     report["load_average_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print()
     print(f"{'services':>8}  {'chains':>6}  {'rules':>5}  {'apply (ms)':>10}  {'+1st conn':>9}  {'ok':>5}  "
-          f"{'delete':>7}  {'agent':>7}  {'plain':>7}  {'ratio':>5}  {'nft in node: labkit/bare (ms)':>30}")
+          f"{'delete':>7}  {'labkit':>7}  {'plain':>7}  {'ratio':>5}  {'bare nft in node (ms)':>21}")
     for r in results:
         s = r["rule_step"]
         print(f"{r['services']:>8}  {s['ruleset']['chains']:>6}  {s['ruleset']['rules']:>5}  "
               f"{r['apply_one_service_ms']['median']:>10.1f}  {r['apply_then_first_connection_ms']['median']:>9.1f}  "
               f"{r['first_connection_succeeded']:>5}  {r['delete_one_service_ms']['median']:>7.1f}  "
-              f"{s['labkit_agent_ms']['median']:>7.1f}  {s['plain_docker_exec_nft_ms']['median']:>7.1f}  "
-              f"{s['ratio_agent_vs_plain_docker_exec']:>5.2f}  "
-              f"{s['labkit_nft_inside_node_ms']['median']:>13.1f} / {s['bare_nft_inside_node_ms']['median']:<8.1f}")
-    print("\nwhere one apply's time goes (medians, ms): nft agent call / DNS reload / other docker execs")
+              f"{s['labkit_rules_only_change_ms']['median']:>7.1f}  {s['plain_docker_exec_nft_ms']['median']:>7.1f}  "
+              f"{s['ratio_labkit_vs_plain_docker_exec']:>5.2f}  {s['bare_nft_inside_node_ms']['median']:>21.1f}")
+    print("labkit: lab.label moving one endpoint in/out of every Service (its only enforcement is the rule step);"
+          "\nplain: docker exec -i node-1 nft -f - of the lab's ruleset over the raw Engine API client.")
+    print("\nwhere one apply's time goes, from outside (medians, ms): a rules-only change / the rest (DNS reload, "
+          "model); the per-exec breakdown is no longer measured")
     for r in results:
-        b = r["apply_breakdown_ms"]
-        print(f"{r['services']:>8}  {b['rules_ms']['median']:>7.1f} / {b['dns_ms']['median']:>7.1f} / "
-              f"{b['other_exec_ms']['median']:>7.1f}   (of {r['apply_one_service_ms']['median']:.1f})")
+        rules = r["rule_step"]["labkit_rules_only_change_ms"]["median"]
+        whole = r["apply_one_service_ms"]["median"]
+        print(f"{r['services']:>8}  {rules:>7.1f} / {whole - rules:>7.1f}   (of {whole:.1f})")
     print(f"load average before/after: {report['load_average_before']} / {report['load_average_after']} on "
           f"{os.cpu_count()} CPUs")
     print(f"\nmedians of {args.runs} runs; p95 and raw samples in {args.out}")

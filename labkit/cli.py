@@ -18,6 +18,7 @@ from typing import Sequence
 from labkit import __version__, store
 from labkit.errors import BackendUnavailable, LabkitError, ModelError
 from labkit.lab import Lab, LabkitNotice
+from labkit.runtime.base import default_owner
 
 
 def _out(text: str) -> None:
@@ -70,7 +71,11 @@ def _open(args: argparse.Namespace) -> tuple[Lab, bool]:
             raise
         return lab, False
     state = store.load(args.lab)
-    return Lab(args.lab, backend=state["backend"], nodes=state["nodes"], history=state["history"]), True
+    if state["backend"] == "sim":  # a simulated lab lives in no engine: rebuild it from its operations
+        lab = Lab(args.lab, backend="sim", nodes=state["nodes"])
+        lab.replay(state["history"])
+        return lab, True
+    return Lab.attach(args.lab, state["history"], backend=state["backend"], nodes=state["nodes"]), True
 
 
 def _save(lab: Lab) -> None:
@@ -154,17 +159,73 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine():
+    """The docker backend when an engine answers, else None (labs then live only in the store)."""
+    from labkit.runtime import registry  # noqa: PLC0415
+    return registry.create("docker") if registry.engine_answers()[0] else None
+
+
 def cmd_down(args: argparse.Namespace) -> int:
+    owner = default_owner()
     targets = store.names() if args.all else [args.lab]
     for name in targets:
         _out(f"lab {name!r} removed" if store.remove(name) else f"lab {name!r} was not up")
-    from labkit.runtime.registry import engine_answers  # noqa: PLC0415
-    if engine_answers()[0]:
-        from labkit.runtime.docker import engine  # noqa: PLC0415
-        client = engine.connect()
-        found = engine.labelled(client, None if args.all else args.lab)
-        if found:
-            _out(f"removed {engine.remove(client, found)} labelled container(s)")
+    backend = _engine()
+    if backend is not None:
+        try:
+            removed = backend.remove_labs(owner) if args.all else backend.remove_lab(args.lab, owner)
+        finally:
+            backend.close()
+        if removed:
+            _out(f"removed {removed} labelled container(s) of {owner}")
+    return 0
+
+
+def _lab_rows(labs) -> list[str]:
+    rows = [f"{'LAB':<20} {'OWNER':<16} {'BACKEND':<8} {'NODES':>5} {'PODS':>5}  AGE"]
+    rows += [f"{i.name:<20} {i.owner:<16} {i.backend:<8} {i.nodes:>5} {i.pods:>5}  {repr(i).rsplit('up ', 1)[-1][:-1]}"
+             for i in labs]
+    return rows
+
+
+def _known_labs(owner: str | None):
+    backend = _engine()
+    if backend is None:
+        return []
+    try:
+        return backend.list_labs(owner)
+    finally:
+        backend.close()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    owner = default_owner()
+    labs = _known_labs(owner)
+    running = {i.name for i in labs}
+    stored = [n for n in store.names() if n not in running]
+    if args.json:
+        _out(json.dumps({"labs": [i.to_dict() for i in labs], "recorded_only": stored}, indent=2))
+        return 0
+    _out("\n".join(_lab_rows(labs)))
+    for name in stored:
+        _out(f"{name:<20} (recorded in {store.state_dir()}; simulated, or its containers are gone)")
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    if args.admin_command == "list":
+        labs = _known_labs(None)
+        _out(json.dumps([i.to_dict() for i in labs], indent=2) if args.json else "\n".join(_lab_rows(labs)))
+        return 0
+    if not args.yes:
+        raise LabkitError("remove-every-lab removes the labs of EVERY owner on this engine: add --yes to confirm")
+    backend = _engine()
+    if backend is None:
+        raise BackendUnavailable("no Docker engine answers: there are no labs to remove")
+    try:
+        _out(f"removed {backend.remove_every_lab()} labelled container(s) of every owner")
+    finally:
+        backend.close()
     return 0
 
 
@@ -203,20 +264,24 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from labkit.runtime.docker import engine, image  # noqa: PLC0415
+    from labkit.runtime import registry  # noqa: PLC0415
     if args.offline and args.base:
         raise LabkitError("--base names the Dockerfile's FROM image: it cannot go with --offline")
-    if not args.force:
-        try:
-            _out(f"{image.check(engine.connect())} is up to date")
-            return 0
-        except BackendUnavailable as exc:
-            _err(str(exc))
-    offline = args.offline or (not args.dockerfile and not args.base and image.can_build_offline())
-    how = "offline: debootstrap + docker import" if offline else \
-        f"from environments/image/Dockerfile, FROM {args.base or 'debian:bookworm-slim'}"
-    _err(f"building {image.tag()} ({how})")
-    _out(image.build(offline=offline, base=args.base).strip().splitlines()[-1])
+    backend = registry.create("docker")
+    try:
+        if not args.force:
+            try:
+                _out(f"{backend.image()} is up to date")
+                return 0
+            except BackendUnavailable as exc:
+                _err(str(exc))
+        offline = args.offline or (not args.dockerfile and not args.base and backend.can_build_offline())
+        how = "offline: debootstrap + docker import" if offline else \
+            f"from environments/image/Dockerfile, FROM {args.base or 'debian:bookworm-slim'}"
+        _err(f"building {backend.image_tag()} ({how})")
+        _out(backend.build_image(offline=offline, base=args.base).strip().splitlines()[-1])
+    finally:
+        backend.close()
     return 0
 
 
@@ -261,8 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "probe":
             sp.add_argument("--timeout", type=float, default=1.0)
     add("rules", cmd_rules, "the nftables rules in force", [files])
-    sp = add("down", cmd_down, "remove a lab (--all: every lab)")
-    sp.add_argument("--all", action="store_true")
+    sp = add("down", cmd_down, "remove a lab of yours (--all: every lab of yours)")
+    sp.add_argument("--all", action="store_true", help="every lab you own (never another owner's)")
+    add("list", cmd_list, "your labs: running on the engine, or recorded")
+    admin = sub.add_parser("admin", help="engine-wide commands for whoever runs the engine")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    sp = admin_sub.add_parser("list", help="every lab on the engine, of every owner")
+    sp.add_argument("--json", action="store_true")
+    sp = admin_sub.add_parser("remove-every-lab", help="remove the labs of EVERY owner on the engine")
+    sp.add_argument("--yes", action="store_true", help="confirm")
+    admin.set_defaults(func=cmd_admin)
     add("doctor", cmd_doctor, "what this machine offers labkit")
     images = sub.add_parser("images", help="the lab image").add_subparsers(dest="images_command", required=True)
     sp = images.add_parser("build", help="build the lab image into the Docker engine (when missing or stale)")

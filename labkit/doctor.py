@@ -1,7 +1,7 @@
 """``labkit doctor``: what this machine offers labkit, each fact with how to fix it.
 
-Owns the checks only (Python, optional packages, Docker engine, privileges); it changes
-nothing on the machine.
+Owns the checks only (Python, optional packages, Docker engine, lab image, capabilities and
+the caller's labs, asked through the backend contract, privileges); it changes nothing.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 
 from labkit.runtime import registry
+from labkit.runtime.base import default_owner
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,29 @@ def _package(name: str, extra: str) -> Check:
                  "installed" if found else f"missing: pip install 'k8s-labkit[{extra}]'")
 
 
-def _image(engine: bool) -> Check:
+def _docker(engine: bool) -> list[Check]:
+    """The lab image and what the engine's kernel offers, asked through the backend's contract."""
     if not engine:
-        return Check("lab image", False, "needs a Docker engine first")
-    from labkit.errors import BackendUnavailable  # noqa: PLC0415
-    from labkit.runtime.docker import engine as docker_engine, image  # noqa: PLC0415
+        return [Check("lab image", False, "needs a Docker engine first")]
+    from labkit.errors import BackendError, BackendUnavailable  # noqa: PLC0415
+    backend = registry.create("docker")
     try:
-        return Check("lab image", True, f"{image.check(docker_engine.connect())} matches this labkit")
-    except BackendUnavailable as exc:
-        return Check("lab image", False, str(exc))
+        try:
+            out = [Check("lab image", True, f"{backend.image()} matches this labkit")]
+        except BackendUnavailable as exc:
+            return [Check("lab image", False, str(exc))]
+        try:
+            caps = backend.capabilities()
+        except BackendError as exc:
+            return out + [Check("capabilities", False, str(exc))]
+        out.append(Check("capabilities", True, f"real packets on {caps.where}; up to {caps.max_nodes} nodes; probes "
+                         f"{'/'.join(caps.protocols)}" + ("" if caps.sctp else " (this kernel has no SCTP sockets)")))
+        mine = backend.list_labs(default_owner())
+        out.append(Check("your labs", True, f"{len(mine)} running as {default_owner()}" +
+                         (f": {', '.join(i.name for i in mine)}" if mine else "")))
+        return out
+    finally:
+        backend.close()
 
 
 def checks() -> list[Check]:
@@ -46,7 +61,7 @@ def checks() -> list[Check]:
     engine, why = registry.engine_answers()
     out.append(Check("docker engine", engine, why if engine else
                      f"{why}; on Linux as root, environments/start-dockerd.sh starts one"))
-    out.append(_image(engine))
+    out += _docker(engine)
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
     out.append(Check("privileges", True, "root (can start dockerd)" if is_root else
                      "not root: labkit needs only access to a Docker engine, never root itself"))

@@ -23,7 +23,8 @@ from labkit.model.manifests import Source, load_documents, parse_document
 from labkit.probe.matrix import Matrix
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime import registry
-from labkit.runtime.base import ProbeRequest
+from labkit.runtime.base import (Backend, Capabilities, LabRuntime, ProbeRequest, check_owner, default_owner,
+                                 model_op, replay)
 from labkit.semantics import oracle, reach, services
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,13 @@ class Lab:
         name: the lab's name (lower-case letters, digits, '-'); labels every resource.
         backend: ``"docker"`` (real containers and kernel rules), ``"sim"`` (the oracle only)
             or ``"auto"`` (docker when an engine answers, else sim, with a notice).
-            ``LABKIT_BACKEND`` overrides ``"auto"``.
+            ``LABKIT_BACKEND`` overrides ``"auto"``. A ``Backend`` object may be passed in
+            instead (its creator keeps it and closes it).
         nodes: how many nodes (1-8); pods spread across them unless pinned with nodeName.
+        owner: whose lab this is (labels every resource; ``labkit down --all`` removes only
+            the caller's labs); default ``$LABKIT_OWNER``, else the local user.
+
+    ``Lab(...)`` starts a new lab; ``Lab.attach(name, history, ...)`` takes over a running one.
 
     Example:
         >>> with Lab("demo", backend="sim") as lab:
@@ -79,28 +85,77 @@ class Lab:
         True
     """
 
-    def __init__(self, name: str = "lab", backend: str = "auto", nodes: int = 1, *, seed: int = 0,
-                 history: list[dict[str, Any]] | None = None):
-        fields.dns1123_label(name, "name")
-        if len(name) > 20:
-            raise ModelError(f"lab name {name!r} is too long: at most 20 characters")
-        self.name = name
-        self.backend_name, self.notice = registry.choose(backend)
-        if self.backend_name == "sim" and backend == "auto":
-            warnings.warn(self.notice, LabkitNotice, stacklevel=2)
+    def __init__(self, name: str = "lab", backend: "str | Backend" = "auto", nodes: int = 1, *, seed: int = 0,
+                 owner: str | None = None):
+        self._setup(name, backend, owner)
         self.cluster = Cluster.new(nodes)
         self.history: list[dict[str, Any]] = []
-        for op in history or []:  # restoring a running lab: rebuild the model, touch nothing
-            self.cluster = _model_op(self.cluster, op)[0]
-            self.history.append(op)
         try:
-            self._backend = registry.create(self.backend_name, seed=seed)
-        except BackendUnavailable as exc:
-            if backend != "auto" or self.backend_name == "sim":
-                raise
-            self.backend_name, self.notice = "sim", f"SIMULATED: the docker backend is unavailable ({exc})"
-            warnings.warn(self.notice, LabkitNotice, stacklevel=2)
-            self._backend = registry.create("sim", seed=seed)
+            try:
+                runtime = self.backend.start(name, nodes, self.owner, seed=seed)
+            except BackendUnavailable as exc:
+                if not self._may_fall_back:
+                    raise
+                self._fall_back(f"SIMULATED: the docker backend is unavailable ({exc})")
+                runtime = self.backend.start(name, nodes, self.owner, seed=seed)
+        except BaseException:
+            self._close_backend()
+            raise
+        self._adopt(runtime)
+
+    @classmethod
+    def attach(cls, name: str, history: list[dict[str, Any]], backend: "str | Backend" = "auto", nodes: int = 1, *,
+               owner: str | None = None) -> "Lab":
+        """Take over a lab that is already running (another process started it, e.g. ``labkit up``),
+        whose recorded operations are ``history``; nothing in it is changed."""
+        lab = cls.__new__(cls)
+        lab._setup(name, backend, owner, fall_back=False)
+        try:
+            runtime = lab.backend.attach(name, nodes, list(history), lab.owner)
+        except BaseException:
+            lab._close_backend()
+            raise
+        lab.cluster = replay(nodes, history)  # rebuilt here too: the model restarts probed pods as not ready
+        lab.history = list(history)
+        lab._adopt(runtime)
+        lab._refresh_readiness()
+        return lab
+
+    def _setup(self, name: str, backend: "str | Backend", owner: str | None, fall_back: bool = True) -> None:
+        fields.dns1123_label(name, "name")
+        if len(name) > 20:
+            raise ModelError(f"lab name {name!r} is too long: at most 20 characters", path="name")
+        self.name = name
+        self.owner = check_owner(owner, "owner") if owner is not None else default_owner()
+        self._owns_backend = not isinstance(backend, Backend)
+        if isinstance(backend, Backend):
+            self.backend, self.notice, self._may_fall_back = backend, f"backend {backend.name} (passed in)", False
+        else:
+            chosen, self.notice = registry.choose(backend)
+            self._may_fall_back = fall_back and backend == "auto" and chosen != "sim"
+            if chosen == "sim" and backend == "auto":
+                warnings.warn(self.notice, LabkitNotice, stacklevel=3)
+            try:
+                self.backend = registry.create(chosen)
+            except BackendUnavailable as exc:
+                if not self._may_fall_back:
+                    raise
+                self._fall_back(f"SIMULATED: the docker backend is unavailable ({exc})")
+
+    def _fall_back(self, notice: str) -> None:
+        if getattr(self, "backend", None) is not None and self._owns_backend:
+            self.backend.close()
+        self.notice, self._may_fall_back, self._owns_backend = notice, False, True
+        warnings.warn(notice, LabkitNotice, stacklevel=4)
+        self.backend = registry.create("sim")
+
+    def _close_backend(self) -> None:
+        if getattr(self, "backend", None) is not None and self._owns_backend:
+            self.backend.close()
+
+    def _adopt(self, runtime: LabRuntime) -> None:
+        self._runtime = runtime
+        self.backend_name = self.backend.name
         self._closed = False
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -108,16 +163,7 @@ class Lab:
         self.events: collections.deque[str] = collections.deque(maxlen=200)
         self._connections: set[Connection] = set()
         # Whatever happens to this object (garbage collection, interpreter exit), the lab goes.
-        self._finalizer = weakref.finalize(self, self._backend.close)
-        try:
-            if history is None:
-                self._backend.start(name, self.cluster)
-            else:
-                self._backend.attach(name, self.cluster)
-                self._refresh_readiness()  # the model restarts every probed pod as not ready
-        except BaseException:  # including Ctrl-C: leave nothing behind
-            self.close()
-            raise
+        self._finalizer = weakref.finalize(self, _close_all, runtime, self.backend if self._owns_backend else None)
 
     # ------------------------------------------------------------ life cycle
     def __enter__(self) -> "Lab":
@@ -142,10 +188,16 @@ class Lab:
         with self._lock:
             self._closed = True
             self._finalizer.detach()
+            self._close_backend()
 
     @property
     def simulated(self) -> bool:
-        return self._backend.simulated
+        return self._runtime.simulated
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this lab's backend can do (real packets or simulated, SCTP, probe protocols, ...)."""
+        return self.backend.capabilities()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -166,7 +218,7 @@ class Lab:
     def _commit(self, new: Cluster, op: dict[str, Any]) -> None:
         with self._lock:
             self._check_open()
-            self._backend.sync(self.cluster, new)
+            self._runtime.change(op)  # the runtime rebuilds and validates its own model from the op
             self.cluster = new
             self.history.append(op)
             self._refresh_readiness()
@@ -178,19 +230,13 @@ class Lab:
                 for c in p.spec.containers if c.readiness_probe is not None]
 
     def _refresh_readiness(self) -> None:
-        """Run every readiness probe once; if endpoints change, enforce them before returning."""
+        """Run every readiness probe once; if endpoints change, the runtime enforces them before returning."""
         if not self._probed():
             return
-        not_ready = self._backend.not_ready(self.cluster)
-        if not_ready == set(self.cluster.not_ready):
-            return
-        new = self.cluster.with_readiness(not_ready)
-        self._backend.sync(self.cluster, new)
-        for ref in sorted(set(self.cluster.not_ready) ^ not_ready):
-            state = "not ready" if ref in not_ready else "ready"
-            detail = self._backend.readiness_detail(ref)
-            self.events.append(f"pod {ref} is {state}" + (f" ({detail})" if detail else ""))
-        self.cluster = new
+        found = self._runtime.refresh_readiness()
+        self.events.extend(found.events)
+        if found.not_ready != self.cluster.not_ready:
+            self.cluster = self.cluster.with_readiness(found.not_ready)
 
     def _ensure_watcher(self) -> None:
         if self._watcher is None and not self.simulated and self._probed():
@@ -211,6 +257,12 @@ class Lab:
                 log.warning("lab %s: readiness check failed: %s", self.name, exc)
                 self.events.append(f"readiness check failed: {exc}")
 
+    def readiness(self, pod: str) -> str:
+        """What the last readiness probe of ``pod`` said (e.g. "httpGet probe of app: failed (exit 22)")."""
+        self._check_open()
+        with self._lock:
+            return self._runtime.readiness_detail(self.cluster.pod(pod).ref)
+
     def endpoints(self, service: str) -> "Endpoints":
         """The pods behind a Service (``"x/web"``), per port, ready or not — like ``kubectl get endpoints``."""
         ref = pod_ref(service)
@@ -227,10 +279,8 @@ class Lab:
         self._check_open()
         src = self.cluster.pod(src).ref
         dst = oracle.resolve_destination(self.cluster, dst)
-        target = self.pod_ip(dst) if "/" in dst else dst
         with self._lock:
-            conn = Connection(self._backend.connect(self.cluster, src, target, port, timeout),
-                              on_close=self._connections.discard)
+            conn = Connection(self._runtime.connect(src, dst, port, timeout), on_close=self._connections.discard)
         self._connections.add(conn)
         return conn
 
@@ -239,10 +289,10 @@ class Lab:
         policy would deny are cut. Returns the number of nodes flushed (0 on sim)."""
         with self._lock:
             self._check_open()
-            return self._backend.reset_connections()
+            return self._runtime.reset_connections()
 
     def _change(self, op: dict[str, Any]) -> Changes:
-        new, changes = _model_op(self.cluster, op)
+        new, changes = model_op(self.cluster, op)  # validated here first: bad input never reaches the backend
         self._commit(new, op)
         return Changes(changes)
 
@@ -289,14 +339,24 @@ class Lab:
         self._check_open()
         fields.port_number(port, "port")
         fields.protocol(protocol, "protocol")
+        return self.sample(src, dst, port, protocol, count=1, timeout=timeout)[0]
+
+    def sample(self, src: str, dst: str, port: int = 80, protocol: str = "TCP", count: int = 20,
+               timeout: float = 1.0) -> list[ProbeResult]:
+        """``count`` connection attempts at once from ``src`` to ``dst``: e.g. how a Service spreads
+        its clients over endpoints (``collections.Counter(r.answered_by for r in ...)``)."""
+        self._check_open()
+        fields.port_number(port, "port")
+        fields.protocol(protocol, "protocol")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+            raise ModelError(f"count={count!r}: between 1 and 1000 attempts", path="count")
         if src != oracle.INTERNET:
             src = self.cluster.pod(src).ref
         dst = oracle.resolve_destination(self.cluster, dst)
-        target = self.pod_ip(dst) if "/" in dst else dst
         with self._lock:
-            result = self._backend.probe(self.cluster, [ProbeRequest(src, target, port, protocol)], timeout)[0]
+            results = self._runtime.probe([ProbeRequest(src, dst, port, protocol)] * count, timeout)
             expected = oracle.explain(self.cluster, src, dst, port, protocol)
-        return replace(result, dst=dst, may_answer=tuple(expected.may_answer))
+        return [replace(r, dst=dst, may_answer=tuple(expected.may_answer)) for r in results]
 
     def _pods(self, pods: list[str] | None, namespaces: list[str] | None) -> list[str]:
         if pods is not None:
@@ -320,9 +380,9 @@ class Lab:
         if self.simulated:
             return Matrix(expected.pods, port, protocol, list(expected.expected), expected.expected, "simulated")
         refs = expected.pods
-        requests = [ProbeRequest(s, self.cluster.pod_ips[d], port, protocol) for s in refs for d in refs]
+        requests = [ProbeRequest(s, d, port, protocol) for s in refs for d in refs]
         with self._lock:
-            results = self._backend.probe(self.cluster, requests, timeout)
+            results = self._runtime.probe(requests, timeout)
         observed, cells = [0] * len(refs), {}
         for k, result in enumerate(results):
             i, j = divmod(k, len(refs))
@@ -334,41 +394,40 @@ class Lab:
     def explain(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> oracle.Explanation:
         """Why ``src`` can or cannot reach ``dst``: the deciding policies and rules, in sentences."""
         fields.port_number(port, "port")
-        explanation = oracle.explain(self.cluster, src, oracle.resolve_destination(self.cluster, dst), port,
-                                     fields.protocol(protocol, "protocol"))
+        protocol = fields.protocol(protocol, "protocol")
+        dst = oracle.resolve_destination(self.cluster, dst)
+        explanation = oracle.explain(self.cluster, src, dst, port, protocol)
         if not self.simulated and not self._closed:
             with self._lock:
-                explanation.chains = self._backend.deciding_rules(
-                    self.cluster, [d for o in explanation.outcomes for d in o.decisions])
+                explanation.chains = self._runtime.deciding_rules(explanation.src, dst, port, protocol)
         return explanation
 
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         """Run ``argv`` in ``pod`` (its first container unless ``container`` is given)."""
         self._check_open()
         with self._lock:
-            return self._backend.exec(self.cluster, self.cluster.pod(pod).ref, list(argv), container)
+            return self._runtime.exec(self.cluster.pod(pod).ref, list(argv), container)
 
     def logs(self, pod: str, container: str | None = None) -> str:
         """What a pod's container (its first unless ``container`` is given) has written."""
         self._check_open()
         with self._lock:
-            return self._backend.logs(self.cluster, self.cluster.pod(pod).ref, container)
+            return self._runtime.logs(self.cluster.pod(pod).ref, container)
 
     def rules(self) -> str:
         """The nftables ruleset in force in the lab's nodes."""
         self._check_open()
-        return self._backend.rules(self.cluster)
+        with self._lock:
+            return self._runtime.rules()
 
 
-def _model_op(cluster: Cluster, op: dict[str, Any]) -> tuple[Cluster, list[Change]]:
-    """One recorded operation applied to the model alone."""
-    if op["op"] == "apply":
-        return cluster.applied([parse_document(doc, i) for i, doc in enumerate(op["documents"])])
-    if op["op"] == "delete":
-        return cluster.deleted(op["kind"], op["name"], op["namespace"])
-    if op["op"] == "label":
-        return cluster.labeled(op["kind"], op["ref"], op["labels"])
-    raise LabkitError(f"unknown recorded operation {op['op']!r}")
+def _close_all(runtime: LabRuntime, backend: Backend | None) -> None:
+    """The lab's finalizer: remove the lab, then let go of a backend the lab created itself."""
+    try:
+        runtime.close()
+    finally:
+        if backend is not None:
+            backend.close()
 
 
 def _renamed(result: ProbeResult, dst: str) -> ProbeResult:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import NotFound
+from labkit.model.fields import dns1123_label
 
 
 def state_dir() -> Path:
@@ -23,6 +24,8 @@ def state_dir() -> Path:
 
 
 def _path(name: str) -> Path:
+    # A lab name is a DNS label: checked before it becomes part of a path (no "../victim").
+    dns1123_label(name, "lab")
     return state_dir() / f"{name}.json"
 
 

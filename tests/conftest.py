@@ -15,16 +15,28 @@ _state: dict[str, object] = {}
 
 
 def docker_status() -> tuple[bool, str]:
+    """Can the docker backend run here? Asked once, through labkit's public backend API."""
     if "status" not in _state:
+        backend = None
         try:
-            from labkit.runtime.docker import engine, image
-            client = engine.connect(timeout=10)
-            image.check(client)
+            from labkit.runtime import registry
+            backend = registry.create("docker")
+            backend.image()  # raises (with the fix) when the lab image is missing or stale
             _state["status"] = (True, "engine and image ready")
-            _state["client"] = client
+            _state["backend"] = backend
         except Exception as exc:  # any reason the backend cannot run is reported verbatim
             _state["status"] = (False, f"{type(exc).__name__}: {exc}")
+            if backend is not None:
+                backend.close()
     return _state["status"]  # type: ignore[return-value]
+
+
+def docker_backend():
+    """The docker backend the gate opened (public API only), or a fresh one if the gate never ran."""
+    if _state.get("backend") is None:
+        from labkit.runtime import registry
+        _state["backend"] = registry.create("docker")
+    return _state["backend"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -53,12 +65,10 @@ def _docker_required():
 
 def labelled_labs() -> set[str]:
     """Labs with containers created by this test process (other processes' labs are theirs)."""
-    from labkit.dataplane import names
-    client = _state.get("client")
-    if client is None:
+    backend = _state.get("backend")
+    if backend is None:
         return set()
-    return {c.labels.get(names.LAB, "") for c in client.containers.list(
-        all=True, filters={"label": f"{names.SESSION}={names.SESSION_ID}"})}
+    return {info.name for info in backend.list_labs() if backend.session in info.sessions}
 
 
 @pytest.fixture(autouse=True)
@@ -78,3 +88,9 @@ def share_lab(config, name: str) -> None:
     shared = getattr(config, "_labkit_shared_labs", set())
     shared.add(name)
     config._labkit_shared_labs = shared
+
+
+def pytest_unconfigure(config):
+    backend = _state.pop("backend", None)
+    if backend is not None:
+        backend.close()

@@ -1,28 +1,15 @@
-"""Every name the kernel or the Docker engine sees: containers, labels, links, tables, chains.
+"""Every name the kernel sees: links, tables, chains, rule comments, CNI container IDs.
 
-Owns the formatting of kernel- and Docker-visible names so that they are deterministic,
-short enough (interfaces <= 15 characters, container names <= 63) and recognisable as
-labkit's. Nobody else formats such a name.
+Owns the formatting of kernel-visible names so that they are deterministic, short enough
+(interfaces <= 15 characters, nft names <= 255, comments <= 128 bytes) and recognisable as
+labkit's. Nobody else formats such a name. (Docker-visible names and label keys belong to
+the docker runtime: ``labkit.runtime.docker.labels``.)
 """
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 
 PREFIX = "labkit"
-IMAGE_REPO = "labkit/lab"
-
-# Docker labels
-LAB = "io.labkit.lab"
-ROLE = "io.labkit.role"          # node | pause | app | internet
-POD = "io.labkit.pod"            # ns/name
-NODE = "io.labkit.node"          # node-1
-CONTAINER = "io.labkit.container"
-VERSION = "io.labkit.version"
-SESSION = "io.labkit.session"    # the Python process that created it (tests use it to spot leaks)
-SESSION_ID = f"{os.getpid()}-{os.urandom(3).hex()}"
-NODE_CODE = "io.labkit.node-sha256"  # hash of the in-image agent, on the image
 
 # Links inside node network namespaces
 BRIDGE = "cni0"
@@ -39,43 +26,10 @@ def short_hash(text: str, length: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_.-]", "-", text)
-
-
 def _bounded(name: str, limit: int = 63) -> str:
     if len(name) <= limit:
         return name
     return f"{name[:limit - 9]}-{short_hash(name)}"
-
-
-def image(version: str) -> str:
-    return f"{IMAGE_REPO}:{version}"
-
-
-def node_container(lab: str, node: str) -> str:
-    return _bounded(f"{PREFIX}-{lab}-{node}")
-
-
-def internet_container(lab: str) -> str:
-    return _bounded(f"{PREFIX}-{lab}-internet")
-
-
-def pause_container(lab: str, pod: str) -> str:
-    ns, name = pod.split("/")
-    return _bounded(f"{PREFIX}-{lab}-{_safe(ns)}.{_safe(name)}")
-
-
-def app_container(lab: str, pod: str, container: str) -> str:
-    ns, name = pod.split("/")
-    return _bounded(f"{PREFIX}-{lab}-{_safe(ns)}.{_safe(name)}.{_safe(container)}")
-
-
-def labels(lab: str, role: str, **extra: str) -> dict[str, str]:
-    out = {LAB: lab, ROLE: role, SESSION: SESSION_ID}
-    keys = {"pod": POD, "node": NODE, "container": CONTAINER, "version": VERSION}
-    out.update({keys[k]: v for k, v in extra.items() if v is not None})
-    return out
 
 
 def fabric_port(node_index: int) -> str:

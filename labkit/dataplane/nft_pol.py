@@ -72,6 +72,46 @@ def _port_matches(cluster: Cluster, pp: PolicyPort) -> list[str] | None:
             + " }"]
 
 
+NO_ALLOW = "no policy allows it"  # the comment of a pod chain's final drop
+
+
+def allow_marker(policy_ref: str, direction: str, rule_index: int) -> str:
+    """How an accept rule's comment starts: ``x/allow-db ingress[0]`` (then its peer and port)."""
+    return f"{policy_ref} {direction}[{rule_index}]"
+
+
+def decision_rule(direction: str, policy_ref: str | None, rule_index: int | None) -> str:
+    """The comment prefix of the rule that made a decision: the accept of ``policy_ref``'s rule,
+    or the pod chain's final drop when no policy allows it."""
+    if policy_ref is not None and rule_index is not None:
+        return allow_marker(policy_ref, direction, rule_index)
+    return NO_ALLOW
+
+
+def chain_rules(listing: str, chain: str) -> list[str]:
+    """The rule lines of ``chain`` in ``nft list`` output (the inverse of ``render``'s layout)."""
+    lines, inside = [], False
+    for line in listing.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("chain "):
+            inside = stripped.split()[1] == chain
+        elif inside and stripped == "}":
+            inside = False
+        elif inside and stripped:
+            lines.append(stripped)
+    return lines
+
+
+def find_rule(listing: str, chain: str, marker: str) -> str | None:
+    """The rule of ``chain`` whose comment starts with ``marker`` (as ``decision_rule`` gives it)."""
+    for line in chain_rules(listing, chain):
+        _, found, comment = line.partition('comment "')
+        if found and (comment.startswith(marker + " ") or comment.startswith(marker + ":")
+                      or comment.rstrip('"') == marker):
+            return line
+    return None
+
+
 def _rule_lines(cluster: Cluster, policy: NetworkPolicy, rule: PolicyRule, index: int, direction: str) -> list[str]:
     field = "saddr" if direction == "ingress" else "daddr"
     word = "from" if direction == "ingress" else "to"
@@ -83,7 +123,7 @@ def _rule_lines(cluster: Cluster, policy: NetworkPolicy, rule: PolicyRule, index
         for port_name, port_match in ports:
             if peer_match is None or port_match is None:
                 continue
-            where = f"{policy.ref} {direction}[{index}] {peer_name} {port_name}"
+            where = f"{allow_marker(policy.ref, direction, index)} {peer_name} {port_name}"
             lines.append("    " + " ".join(peer_match + port_match + ["counter", "accept", names.nft_comment(where)]))
     return lines
 
@@ -107,7 +147,7 @@ def render(cluster: Cluster, node_index: int) -> str:
             for p in selecting:
                 body.append(f"    jump {policy_chain(p, direction)}")
                 used[direction].add(p.ref)
-            pod_chains += body + ["    counter drop " + names.nft_comment(f"no policy allows it: {direction} of {ref}"),
+            pod_chains += body + ["    counter drop " + names.nft_comment(f"{NO_ALLOW}: {direction} of {ref}"),
                                   "  }"]
     policy_chains = []
     for direction in ("ingress", "egress"):

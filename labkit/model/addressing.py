@@ -14,6 +14,7 @@ from labkit.errors import ModelError
 POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
 NODE_FABRIC = ipaddress.ip_network("198.18.0.0/24")
+MAX_NODES = 8  # a lab has 1..MAX_NODES nodes, each with a /24 of pods
 INTERNET_CIDR = ipaddress.ip_network("203.0.113.0/24")
 INTERNET_HOST_IP = "203.0.113.10"
 INTERNET_GATEWAY = "203.0.113.1"  # node-1's address towards the internet host

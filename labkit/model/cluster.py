@@ -66,8 +66,8 @@ class Cluster:
 
     @classmethod
     def new(cls, nodes: int = 1) -> "Cluster":
-        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 8:
-            raise ModelError(f"nodes={nodes!r}: a lab has between 1 and 8 nodes")
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= addr.MAX_NODES:
+            raise ModelError(f"nodes={nodes!r}: a lab has between 1 and {addr.MAX_NODES} nodes")
         c = cls(node_count=nodes)
         for name in ("default", "kube-system"):
             c.namespaces[name] = Namespace(name, {"kubernetes.io/metadata.name": name})
@@ -90,10 +90,10 @@ class Cluster:
         ref = pod_ref(ref)
         try:
             return self.pods[ref]
-        except KeyError:
+        except KeyError as exc:
             close = [p for p in self.pods if p.split("/")[1] == ref.split("/")[1]]
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise NotFound(f"pod {ref!r} not found{hint}") from None
+            raise NotFound(f"pod {ref!r} not found{hint}") from exc
 
     def pod_by_ip(self) -> dict[str, str]:
         return {ip: ref for ref, ip in self.pod_ips.items()}
@@ -122,7 +122,10 @@ class Cluster:
                 changes.append(Change(kind, ref, new._apply_one(obj)))
             except ModelError as exc:
                 where = f"Namespace {ref}" if kind == "Namespace" else f"{kind} {ref}"
-                raise exc.located(where) from None
+                located = exc.located(where)
+                if located is exc:  # it already names its document: let it go on unchanged
+                    raise
+                raise located from exc
         return new, changes
 
     def _three_way(self, key: str, live: Mapping[str, str] | None, applied: dict[str, str]) -> dict[str, str]:

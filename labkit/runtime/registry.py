@@ -1,7 +1,8 @@
 """Backend discovery by name: ``sim``, ``docker`` and ``auto`` (docker when an engine answers).
 
-Owns the choice of backend and the notice that says which one a lab got. Heavy
-dependencies (docker-py) are imported lazily, only when the docker backend is asked for.
+Owns the choice of backend and the notice that says which one a lab got. It is the one
+module outside ``labkit/runtime/docker`` that names the docker backend, and it imports it
+lazily, only when asked for (so docker-py is needed only then).
 """
 from __future__ import annotations
 
@@ -16,18 +17,10 @@ BACKENDS = ("auto", "docker", "sim")
 def engine_answers(timeout: float = 2.0) -> tuple[bool, str]:
     """Does a Docker engine answer (as docker-py finds it)? Returns (yes, why)."""
     try:
-        import docker  # noqa: PLC0415 - optional dependency, imported on demand
-    except ImportError:
-        return False, "the Python package 'docker' is not installed (pip install 'k8s-labkit[docker]')"
-    try:
-        client = docker.from_env(timeout=timeout)
-        try:
-            client.ping()
-        finally:
-            client.close()
-        return True, "a Docker engine answers"
-    except Exception as exc:  # docker-py raises many types; any failure means "no engine"
-        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc)[:120]})"
+        from labkit.runtime.docker import engine  # noqa: PLC0415 - docker-py only on demand
+    except ImportError as exc:
+        return False, f"the docker backend cannot load ({exc})"
+    return engine.engine_answers(timeout)
 
 
 def choose(requested: str) -> tuple[str, str]:
@@ -48,10 +41,11 @@ def choose(requested: str) -> tuple[str, str]:
 
 
 def create(name: str, **options) -> Backend:
+    """A backend object by name (``sim`` or ``docker``); options go to its constructor."""
     if name == "sim":
         from labkit.runtime.sim import SimBackend  # noqa: PLC0415
-        return SimBackend(seed=options.get("seed", 0))
+        return SimBackend(**options)
     if name == "docker":
         from labkit.runtime.docker import DockerBackend  # noqa: PLC0415
         return DockerBackend(**options)
-    raise ModelError(f"backend={name!r}: choose one of {', '.join(BACKENDS)}")
+    raise ModelError(f"backend={name!r}: choose one of {', '.join(b for b in BACKENDS if b != 'auto')}")

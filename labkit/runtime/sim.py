@@ -1,48 +1,67 @@
-"""The sim backend: answers from the oracle alone, for machines without a Docker engine.
+"""The sim backend: labs answered from the oracle alone, for machines without a Docker engine.
 
-Owns nothing but a seeded random choice among endpoints (so Services still spread
-load); every result it returns says ``simulated``. It never touches the host.
+Owns the simulated "engine" (the labs started through one ``SimBackend`` object, with
+owner and age) and the ``SimLab`` runtime: a model rebuilt from operations and a seeded
+random choice among endpoints (so Services still spread load). Every result it returns
+says ``simulated``. It never touches the host.
 """
 from __future__ import annotations
 
 import random
+import time
+from typing import Any
 
 from labkit.connection import SimConnection
 from labkit.dataplane import ruleset
+from labkit.errors import BackendError, NotFound
+from labkit.model.addressing import MAX_NODES
 from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
-from labkit.runtime.base import Backend, ProbeRequest
-from labkit.semantics.oracle import explain
+from labkit.runtime.base import (Backend, Capabilities, LabInfo, LabRuntime, ProbeRequest, Readiness,
+                                 check_owner, replay)
+from labkit.semantics import oracle
 
 
-class SimBackend(Backend):
-    name = "sim"
+class SimLab(LabRuntime):
     simulated = True
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, name: str, owner: str, cluster: Cluster, seed: int, on_close=None):
+        super().__init__(name, owner, cluster)
+        self.created = time.time()
         self._random = random.Random(seed)
         self._flushes = 0
-        self._cluster: Cluster | None = None
+        self._on_close = on_close
+        self.closed = False
 
-    def start(self, lab: str, cluster: Cluster) -> None:
-        self.lab = lab
+    def _enforce(self, old: Cluster, new: Cluster) -> None:
+        if self.closed:
+            raise BackendError(f"lab {self.name!r} was removed")
 
-    def sync(self, old: Cluster, new: Cluster) -> None:
-        self._cluster = new
+    def refresh_readiness(self) -> Readiness:
+        """No processes to probe: every readiness probe passes (a pod that was not ready becomes ready)."""
+        events = tuple(f"pod {ref} is ready" for ref in sorted(self.cluster.not_ready))
+        self.cluster = self.cluster.with_readiness(())
+        return Readiness(frozenset(), events)
 
-    def connect(self, cluster: Cluster, src: str, dst_ip: str, port: int, timeout: float):
-        self._cluster = cluster
-        return SimConnection(lambda: explain(self._cluster, src, dst_ip, port, "TCP"), lambda: self._flushes,
-                             src, dst_ip, port)
+    def readiness_detail(self, pod: str) -> str:
+        ref = self.cluster.pod(pod).ref
+        probed = any(c.readiness_probe for c in self.cluster.pods[ref].spec.containers)
+        return "simulated: readiness probes always pass" if probed else ""
+
+    def connect(self, src: str, dst: str, port: int, timeout: float):
+        ref = self.cluster.pod(src).ref
+        target = self._dst_ip(dst)
+        return SimConnection(lambda: oracle.explain(self.cluster, ref, target, port, "TCP"), lambda: self._flushes,
+                             ref, target, port)
 
     def reset_connections(self) -> int:
         self._flushes += 1
         return 1
 
-    def probe(self, cluster: Cluster, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
+    def probe(self, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
         results = []
         for r in requests:
-            ex = explain(cluster, r.src, r.dst, r.port, r.protocol)
+            ex = oracle.explain(self.cluster, r.src, self._dst_ip(r.dst), r.port, r.protocol)
             # A client reaches one endpoint: the load balancer picks it at random.
             outcome = self._random.choice(ex.outcomes)
             results.append(ProbeResult(outcome.allowed, None, outcome.answered_by,
@@ -50,16 +69,73 @@ class SimBackend(Backend):
                                        ex.src, r.dst, r.port, r.protocol))
         return results
 
-    def exec(self, cluster: Cluster, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
+    def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         # No processes here: a few teaching commands are answered from the model, the rest exit 127.
         from labkit.runtime import sim_exec  # noqa: PLC0415
-        return sim_exec.run(cluster, pod, argv, container, self._random)
+        return sim_exec.run(self.cluster, self.cluster.pod(pod).ref, argv, container, self._random)
 
-    def rules(self, cluster: Cluster) -> str:
+    def rules(self) -> str:
         head = "# simulated: the nftables ruleset the docker backend would apply in each node\n"
-        parts = [(f"# {name}\n" if cluster.node_count > 1 else "") + ruleset.render(cluster, i)
-                 for i, name in enumerate(cluster.node_names, start=1)]
+        parts = [(f"# {name}\n" if self.cluster.node_count > 1 else "") + ruleset.render(self.cluster, i)
+                 for i, name in enumerate(self.cluster.node_names, start=1)]
         return head + "\n".join(parts)
 
     def close(self) -> None:
-        return None
+        if not self.closed:
+            self.closed = True
+            if self._on_close:
+                self._on_close(self)
+
+
+class SimBackend(Backend):
+    """A simulated engine: the labs started through this object live as long as it does."""
+
+    name = "sim"
+    simulated = True
+
+    def __init__(self) -> None:
+        self._labs: dict[tuple[str, str], SimLab] = {}
+
+    def __repr__(self) -> str:
+        return f"<SimBackend: {len(self._labs)} simulated lab(s)>"
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities("sim", False, True, MAX_NODES, ("TCP", "UDP", "SCTP"), "the oracle, in this process")
+
+    def list_labs(self, owner: str | None = None) -> list[LabInfo]:
+        labs = [lab for (_, who), lab in self._labs.items() if owner is None or who == owner]
+        return [LabInfo(lab.name, lab.owner, self.name, lab.created, lab.cluster.node_count, len(lab.cluster.user_pods()))
+                for lab in sorted(labs, key=lambda lab: lab.created)]
+
+    def remove_lab(self, name: str, owner: str) -> int:
+        lab = self._labs.get((name, check_owner(owner)))
+        if lab is None:
+            return 0
+        lab.close()
+        return 1
+
+    def remove_every_lab(self) -> int:
+        labs = list(self._labs.values())
+        for lab in labs:
+            lab.close()
+        return len(labs)
+
+    def _forget(self, lab: SimLab) -> None:
+        if self._labs.get((lab.name, lab.owner)) is lab:
+            del self._labs[(lab.name, lab.owner)]
+
+    def start(self, name: str, nodes: int, owner: str, *, seed: int = 0) -> SimLab:
+        key = (name, check_owner(owner))
+        if key in self._labs:
+            raise BackendError(f"a lab named {name!r} of {owner} already runs on this backend: close it first")
+        lab = SimLab(name, owner, replay(nodes, []), seed, self._forget)
+        self._labs[key] = lab
+        return lab
+
+    def attach(self, name: str, nodes: int, history: list[dict[str, Any]], owner: str) -> SimLab:
+        """A lab started through this backend object (a simulated lab lives nowhere else)."""
+        lab = self._labs.get((name, check_owner(owner)))
+        if lab is None:
+            raise NotFound(f"no lab named {name!r} of {owner} runs on this backend (simulated labs live in the "
+                           "process that started them: start it again and replay its history)")
+        return lab

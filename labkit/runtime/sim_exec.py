@@ -24,7 +24,7 @@ import shlex
 import zlib
 from dataclasses import dataclass
 
-from labkit.errors import BackendError
+from labkit.errors import ModelError
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.objects import Pod
@@ -51,7 +51,7 @@ def run(cluster: Cluster, pod: str, argv: list[str], container: str | None = Non
     target = cluster.pods[pod]
     names = [c.name for c in target.spec.containers]
     if container is not None and container not in names:
-        raise BackendError(f"pod {pod} has no container {container!r} (it has {', '.join(names)})")
+        raise ModelError(f"pod {pod} has no container {container!r} (it has {', '.join(names)})", path="container")
     argv = [str(a) for a in argv]
     ctx = _Context(cluster, target, rng or random.Random(0))
     handler = _HANDLERS.get(argv[0] if argv else "")

@@ -1,6 +1,9 @@
 """Small helpers shared by the integration tests (real Docker engine).
 
 Only reads the engine or removes containers labelled with a lab the calling test created.
+The engine is observed through the plain docker CLI (``tests.dockercli``), never through
+labkit; labkit is used only through its public API. The container labels below are
+labkit's documented contract, spelled out here once for every test.
 """
 from __future__ import annotations
 
@@ -11,37 +14,66 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from labkit.runtime.base import default_owner
+from tests.dockercli import Client
+
+# labkit's documented container labels
 LAB_LABEL = "io.labkit.lab"
+OWNER_LABEL = "io.labkit.owner"
+ROLE_LABEL = "io.labkit.role"            # node | pause | app | internet
+POD_LABEL = "io.labkit.pod"              # ns/name
+NODE_LABEL = "io.labkit.node"            # node-1
+CONTAINER_LABEL = "io.labkit.container"  # an app container's name in its pod
+SESSION_LABEL = "io.labkit.session"      # the process that created it (backend.session)
+VERSION_LABEL = "io.labkit.version"
+NODE_CODE_LABEL = "io.labkit.node-sha256"  # on the lab image: the hash of its node agent
 REPO = Path(__file__).resolve().parents[2]
 
+_client = Client()
 
-def client():
-    """The docker-py client the conftest gate connected with (or a fresh one)."""
+
+def client() -> Client:
+    """The engine, as the docker CLI sees it."""
+    return _client
+
+
+def backend():
+    """labkit's docker backend (public API) that the conftest gate opened, or a fresh one."""
     from tests import conftest
-    if conftest._state.get("client") is not None:
-        return conftest._state["client"]
-    from labkit.runtime.docker import engine
-    return engine.connect(timeout=30)
+    return conftest.docker_backend()
 
 
-def lab_containers(lab: str) -> list:
-    return client().containers.list(all=True, filters={"label": f"{LAB_LABEL}={lab}"})
+def lab_image() -> str:
+    """The lab image's tag, once labkit has checked that it matches this installation."""
+    return backend().image()
 
 
-def remove_lab_containers(lab: str) -> int:
-    """Force-remove what a test's own lab left behind (only containers labelled with ``lab``)."""
+def lab_selector(lab: str, owner: str | None = None, **labels: str) -> list[str]:
+    """Label filters for ``owner``'s lab (default: the caller's owner) plus ``role=``, ``pod=``, ``node=``."""
+    keys = {"role": ROLE_LABEL, "pod": POD_LABEL, "node": NODE_LABEL, "container": CONTAINER_LABEL}
+    return ([f"{LAB_LABEL}={lab}", f"{OWNER_LABEL}={owner or default_owner()}"]
+            + [f"{keys[k]}={v}" for k, v in labels.items()])
+
+
+def lab_containers(lab: str, owner: str | None = None, **labels: str) -> list:
+    """The containers of ``owner``'s lab (default: the caller's), narrowed by ``role=``, ``pod=``, ``node=``."""
+    return client().containers.list(all=True, filters={"label": lab_selector(lab, owner, **labels)})
+
+
+def remove_lab_containers(lab: str, owner: str | None = None) -> int:
+    """Force-remove what a test's own lab left behind (only containers labelled with ``lab`` and its owner)."""
     assert lab, "refusing to remove without a lab name"
+    owner = owner or default_owner()
     gone = 0
-    for c in lab_containers(lab):
-        if c.labels.get(LAB_LABEL) == lab:
+    for c in lab_containers(lab, owner):
+        if c.labels.get(LAB_LABEL) == lab and c.labels.get(OWNER_LABEL) == owner:
             c.remove(force=True)
             gone += 1
     return gone
 
 
 def node_container(lab: str, node: str = "node-1"):
-    found = client().containers.list(all=True, filters={"label": [f"{LAB_LABEL}={lab}", "io.labkit.role=node",
-                                                                  f"io.labkit.node={node}"]})
+    found = lab_containers(lab, role="node", node=node)
     assert len(found) == 1, f"expected one container for {lab}/{node}, found {[c.name for c in found]}"
     return found[0]
 
@@ -60,7 +92,7 @@ def veths(lab: str, node: str = "node-1") -> set[str]:
 
 
 def pod_containers(lab: str, ref: str) -> list:
-    return client().containers.list(all=True, filters={"label": [f"{LAB_LABEL}={lab}", f"io.labkit.pod={ref}"]})
+    return lab_containers(lab, pod=ref)
 
 
 def pod_doc(name: str, namespace: str = "default", ports: Iterable[tuple[int, str]] = ((80, "TCP"),),

@@ -16,7 +16,8 @@ import pytest
 
 import labkit
 from tests.conftest import share_lab
-from tests.integration.helpers import client, lab_containers, pod_containers, pod_doc
+from tests.integration.helpers import (NODE_LABEL, ROLE_LABEL, client, lab_containers, node_container,
+                                       pod_containers, pod_doc)
 
 pytestmark = pytest.mark.docker
 
@@ -95,7 +96,7 @@ def test_outside_addresses_are_unreachable(lab, src, dst, protocol):
 def test_pods_have_no_route_off_the_lab(lab, dst):
     # The pod's route goes to its node; the node has no route to the outside.
     for node in ("node-1", "node-2"):
-        c = client().containers.get(f"labkit-{LAB}-{node}")
+        c = node_container(LAB, node)
         code, out = c.exec_run(["ip", "-4", "route", "get", dst])
         text = out.decode()
         assert code != 0 or "unreachable" in text, f"{node} has a route to {dst}: {text}"
@@ -117,7 +118,7 @@ def test_host_unchanged_while_the_lab_runs(lab, before):
 
 
 def test_node_containers_are_not_privileged_and_have_no_network(lab):
-    nodes = [c for c in lab_containers(LAB) if c.labels["io.labkit.role"] == "node"]
+    nodes = [c for c in lab_containers(LAB) if c.labels[ROLE_LABEL] == "node"]
     assert len(nodes) == 2
     for c in nodes:
         host = c.attrs["HostConfig"]
@@ -129,12 +130,12 @@ def test_node_containers_are_not_privileged_and_have_no_network(lab):
 
 def test_every_lab_container_is_off_the_host_network(lab):
     found = lab_containers(LAB)
-    pauses = {c.id for c in found if c.labels["io.labkit.role"] == "pause"}
+    pauses = {c.id for c in found if c.labels[ROLE_LABEL] == "pause"}
     for c in found:
         host = c.attrs["HostConfig"]
         assert host["Privileged"] is False, c.name
         mode = host["NetworkMode"]
-        if c.labels["io.labkit.role"] == "app":
+        if c.labels[ROLE_LABEL] == "app":
             assert mode.startswith("container:") and mode.split(":", 1)[1] in pauses, (c.name, mode)
         else:
             assert mode == "none", (c.name, mode)
@@ -147,10 +148,10 @@ def test_every_lab_container_is_off_the_host_network(lab):
 def test_node_agent_refuses_a_host_process_namespace(lab, command):
     """Nodes run with --pid host, so this test process (on the host) is visible to them.
     Asked to act in its network namespace, the node's agent refuses; in a pod's, it acts."""
-    node = next(c for c in lab_containers(LAB) if c.labels["io.labkit.role"] == "node"
-                and c.labels["io.labkit.node"] == "node-1")
+    node = next(c for c in lab_containers(LAB) if c.labels[ROLE_LABEL] == "node"
+                and c.labels[NODE_LABEL] == "node-1")
     host_side = f"/proc/{os.getpid()}/ns/net"
-    pause = next(c for c in pod_containers(LAB, "default/n1") if c.labels["io.labkit.role"] == "pause")
+    pause = next(c for c in pod_containers(LAB, "default/n1") if c.labels[ROLE_LABEL] == "pause")
     pod_side = f"/proc/{pause.attrs['State']['Pid']}/ns/net"
     for netns, refused in ((host_side, True), (pod_side, False)):
         request = ({"probes": [{"id": "p", "dst": "127.0.0.1", "port": 80, "netns": netns}]}

@@ -278,9 +278,7 @@ def test_pod_records_of_absent_pods_agree_with_the_oracle(lab):
 
 
 def dns_log(lab) -> str:
-    if hasattr(lab, "logs"):
-        return lab.logs("kube-system/coredns")
-    return lab._backend.pods["kube-system/coredns"].apps["coredns"].logs().decode(errors="replace")
+    return lab.logs("kube-system/coredns")
 
 
 def test_search_path_expansion_is_what_the_oracle_tries(lab):

@@ -17,9 +17,9 @@ import pytest
 import labkit
 from labkit import cli
 from labkit.errors import LabkitError
-from tests.conftest import labelled_labs
-from tests.integration.helpers import (LAB_LABEL, client, lab_containers, pod_doc, python_env,
-                                       remove_lab_containers, run_python)
+from tests.integration.helpers import (CONTAINER_LABEL, LAB_LABEL, NODE_LABEL, OWNER_LABEL, POD_LABEL, ROLE_LABEL,
+                                       SESSION_LABEL, VERSION_LABEL, backend, client, lab_containers, lab_image,
+                                       pod_doc, python_env, remove_lab_containers, run_python)
 
 pytestmark = pytest.mark.docker
 
@@ -59,18 +59,31 @@ def test_every_container_is_labelled_and_close_removes_all():
         lab.apply([pod_doc("a"), pod_doc("b", containers=[
             {"name": "one", "ports": [{"containerPort": 80}]}, {"name": "two", "ports": [{"containerPort": 81}]}])])
         new = [client().containers.get(i) for i in _ids() - before]
-        mine = [c for c in new if c.name.startswith(f"labkit-{name}-")]
         # Nothing the lab made is unlabelled (other labs' containers carry their own lab label).
         unlabelled = [c.name for c in new if LAB_LABEL not in c.labels]
         assert unlabelled == []
+        mine = [c for c in new if c.labels[LAB_LABEL] == name and c.labels.get(OWNER_LABEL) == lab.owner]
         assert {c.id for c in mine} == {c.id for c in lab_containers(name)}
-        roles = sorted(c.labels["io.labkit.role"] for c in mine)
+        roles = sorted(c.labels[ROLE_LABEL] for c in mine)
         # 2 nodes, the internet host, coredns (pause + app), a (pause + app), b (pause + 2 apps)
         assert roles == sorted(["node", "node", "internet"] + ["pause", "app"] * 3 + ["app"])
-        assert all(c.labels.get("io.labkit.version") == labkit.__version__ for c in mine)
+        assert all(c.labels.get(VERSION_LABEL) == labkit.__version__ for c in mine)
+        assert {c.labels[SESSION_LABEL] for c in mine} == {lab.backend.session}
+        assert sorted(c.labels[NODE_LABEL] for c in mine if c.labels[ROLE_LABEL] == "node") == ["node-1", "node-2"]
+        pods = {c.labels[POD_LABEL] for c in mine if c.labels[ROLE_LABEL] in ("pause", "app")}
+        assert pods == {"kube-system/coredns", "default/a", "default/b"}
+        assert sorted(c.labels[CONTAINER_LABEL] for c in mine if c.labels.get(POD_LABEL) == "default/b"
+                      and c.labels[ROLE_LABEL] == "app") == ["one", "two"]
+        # Container names are unique on the engine (the engine enforces it) and name the lab's owner and lab.
+        assert len({c.name for c in mine}) == len(mine)
+        # The backend lists the lab with its owner, nodes, learner pods and this process's session.
+        [info] = [i for i in lab.backend.list_labs(lab.owner) if i.name == name]
+        assert (info.owner, info.backend, info.nodes, info.pods) == (lab.owner, "docker", 2, 2)
+        assert lab.backend.session in info.sessions
     finally:
         lab.close()
     assert lab_containers(name) == []
+    assert name not in {i.name for i in backend().list_labs(lab.owner)}
     lab.close()  # twice is fine
     assert lab_containers(name) == []
 
@@ -163,47 +176,91 @@ def test_lab_left_open_is_removed_at_interpreter_exit():
         remove_lab_containers(name)
 
 
-# ------------------------------------------------------------------ labkit down --all
-@pytest.mark.skipif(os.environ.get("LABKIT_TEST_DOWN_ALL") != "1",
-                    reason="`labkit down --all` removes every lab on the engine, other sessions' too: set "
-                           "LABKIT_TEST_DOWN_ALL=1 where the engine is this run's own (CI)")
-def test_down_all_removes_labelled_containers_and_nothing_else(tmp_path, monkeypatch, capsys):
+# ------------------------------------------------------------------ labkit down --all, admin remove-every-lab
+def test_down_all_removes_only_the_callers_labs(tmp_path, monkeypatch, capsys):
+    # The caller is an owner of its own (LABKIT_OWNER), so `down --all` here can only ever
+    # reach this test's labs: another owner's lab, even of the same name, and an unlabelled
+    # container stay.
+    me, other = f"it-down-{os.getpid()}", f"it-other-{os.getpid()}"
     labs = ["it-life-down-a", "it-life-down-b"]
-    if labelled_labs() - set(labs):
-        pytest.skip(f"other labs run on this engine ({sorted(labelled_labs())}): `labkit down --all` would "
-                    "remove them")
-    from labkit.runtime.docker import image
-    bystander = client().containers.run(image.tag(), ["sleep", "infinity"], network_mode="none", detach=True,
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("LABKIT_OWNER", me)
+    bystander = client().containers.run(lab_image(), ["sleep", "infinity"], network_mode="none", detach=True,
                                         name=f"it-life-bystander-{os.getpid()}")
+    theirs = None
     try:
         assert LAB_LABEL not in bystander.labels
-        monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path / "state"))
+        theirs = labkit.Lab(labs[0], backend="docker", owner=other)
+        theirs.apply(pod_doc("t"))
         for name in labs:
             lab = labkit.Lab(name, backend="docker")
+            assert lab.owner == me
             lab.apply(pod_doc("a"))
             lab.detach()  # left running, as `labkit up` leaves it
-        assert all(lab_containers(n) for n in labs)
-        count = sum(len(lab_containers(n)) for n in labs)
-        foreign = labelled_labs() - set(labs)  # checked again just before: never remove someone else's lab
-        if foreign:
-            pytest.skip(f"other labs started meanwhile ({sorted(foreign)}): not running `labkit down --all`")
+        assert all(lab_containers(n, me) for n in labs)
+        assert {c.labels[OWNER_LABEL] for n in labs for c in lab_containers(n, me)} == {me}
+        assert sorted(i.name for i in backend().list_labs(me)) == labs
+        count = sum(len(lab_containers(n, me)) for n in labs)
+        theirs_count = len(lab_containers(labs[0], other))
+
         assert cli.main(["down", "--all"]) == 0
         out = capsys.readouterr().out
-        assert f"removed {count} labelled container(s)" in out, out
-        assert [n for n in labs if lab_containers(n)] == []
+        assert f"removed {count} labelled container(s) of {me}" in out, out
+        assert [n for n in labs if lab_containers(n, me)] == []
+        assert backend().list_labs(me) == []
+        assert len(lab_containers(labs[0], other)) == theirs_count
+        assert theirs.probe("t", "default/t").answered_by == "default/t"
         bystander.reload()
         assert bystander.status == "running"
     finally:
+        if theirs is not None:
+            theirs.close()
         for name in labs:
-            remove_lab_containers(name)
+            remove_lab_containers(name, me)
+        bystander.remove(force=True)
+
+
+def test_admin_remove_every_lab_needs_yes(capsys):
+    assert cli.main(["admin", "remove-every-lab"]) == 1
+    assert "--yes" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.environ.get("LABKIT_TEST_DOWN_ALL") != "1",
+                    reason="`labkit admin remove-every-lab --yes` removes every lab on the engine, other "
+                           "sessions' too: set LABKIT_TEST_DOWN_ALL=1 where the engine is this run's own (CI)")
+def test_admin_remove_every_lab_removes_every_owners_labs_and_nothing_else(tmp_path, monkeypatch, capsys):
+    owners = [f"it-admin-a-{os.getpid()}", f"it-admin-b-{os.getpid()}"]
+    name = "it-life-admin"
+    if backend().list_labs():
+        pytest.skip(f"other labs run on this engine ({backend().list_labs()}): remove-every-lab would remove them")
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path / "state"))
+    bystander = client().containers.run(lab_image(), ["sleep", "infinity"], network_mode="none", detach=True,
+                                        name=f"it-life-bystander-{os.getpid()}")
+    try:
+        for owner in owners:
+            lab = labkit.Lab(name, backend="docker", owner=owner)
+            lab.apply(pod_doc("a"))
+            lab.detach()
+        count = sum(len(lab_containers(name, o)) for o in owners)
+        foreign = [i for i in backend().list_labs() if i.owner not in owners]
+        if foreign:  # checked again just before: never remove someone else's lab
+            pytest.skip(f"other labs started meanwhile ({foreign}): not running remove-every-lab")
+        assert cli.main(["admin", "remove-every-lab", "--yes"]) == 0
+        out = capsys.readouterr().out
+        assert f"removed {count} labelled container(s) of every owner" in out, out
+        assert [o for o in owners if lab_containers(name, o)] == []
+        bystander.reload()
+        assert bystander.status == "running"
+    finally:
+        for owner in owners:
+            remove_lab_containers(name, owner)
         bystander.remove(force=True)
 
 
 def test_down_one_lab_removes_only_that_lab(tmp_path, monkeypatch, capsys):
     # The always-safe half of `down`: one named lab goes; another lab and an unlabelled container stay.
-    from labkit.runtime.docker import image
     monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path / "state"))
-    bystander = client().containers.run(image.tag(), ["sleep", "infinity"], network_mode="none", detach=True,
+    bystander = client().containers.run(lab_image(), ["sleep", "infinity"], network_mode="none", detach=True,
                                         name=f"it-life-bystander1-{os.getpid()}")
     keep = labkit.Lab("it-life-keep", backend="docker")
     try:
@@ -213,7 +270,7 @@ def test_down_one_lab_removes_only_that_lab(tmp_path, monkeypatch, capsys):
         gone.detach()
         count = len(lab_containers("it-life-gone"))
         assert cli.main(["down", "--lab", "it-life-gone"]) == 0
-        assert f"removed {count} labelled container(s)" in capsys.readouterr().out
+        assert f"removed {count} labelled container(s) of {gone.owner}" in capsys.readouterr().out
         assert lab_containers("it-life-gone") == []
         assert keep.probe("k", "default/k").answered_by == "default/k"
         bystander.reload()

@@ -14,8 +14,8 @@ import pytest
 import labkit
 from labkit.errors import LabkitError
 from tests.conftest import share_lab
-from tests.integration.helpers import (deployment_doc, namespace_doc, node_container, pod_containers, pod_doc,
-                                       veths)
+from tests.integration.helpers import (CONTAINER_LABEL, NODE_LABEL, ROLE_LABEL, deployment_doc, namespace_doc,
+                                       node_container, pod_containers, pod_doc, veths)
 
 pytestmark = pytest.mark.docker
 
@@ -148,9 +148,9 @@ def test_logs_of_the_default_app(lab):
 
 def test_pod_containers_are_labelled(lab):
     containers = pod_containers(LAB, "default/duo")
-    roles = sorted((c.labels["io.labkit.role"], c.labels.get("io.labkit.container", "")) for c in containers)
+    roles = sorted((c.labels[ROLE_LABEL], c.labels.get(CONTAINER_LABEL, "")) for c in containers)
     assert roles == [("app", "app"), ("app", "sidecar"), ("pause", "")]
-    pause = next(c for c in containers if c.labels["io.labkit.role"] == "pause")
+    pause = next(c for c in containers if c.labels[ROLE_LABEL] == "pause")
     for c in containers:
         if c is not pause:
             assert c.attrs["HostConfig"]["NetworkMode"] == f"container:{pause.id}"
@@ -165,7 +165,7 @@ def test_deployment_scales_up_and_down():
         assert len(refs) == 3
         before = veths(name)
         for ref in refs:
-            roles = sorted(c.labels["io.labkit.role"] for c in pod_containers(name, ref))
+            roles = sorted(c.labels[ROLE_LABEL] for c in pod_containers(name, ref))
             assert roles == ["app", "pause"], (ref, roles)
         assert all(lab.probe(refs[0], r).ok for r in refs)
 
@@ -225,8 +225,8 @@ def test_pods_spread_over_both_nodes(lab2):
     for ref in lab2.pods:
         node = lab2.cluster.node_of(ref)
         index = int(node.split("-")[1])
-        pause = next(c for c in pod_containers(LAB2, ref) if c.labels["io.labkit.role"] == "pause")
-        assert pause.labels["io.labkit.node"] == node
+        pause = next(c for c in pod_containers(LAB2, ref) if c.labels[ROLE_LABEL] == "pause")
+        assert pause.labels[NODE_LABEL] == node
         assert ipaddress.ip_address(lab2.pod_ip(ref)) in ipaddress.ip_network(f"10.244.{index}.0/24")
         route = lab2.exec(ref, ["ip", "route", "show", "default"]).output
         assert route.startswith(f"default via 10.244.{index}.1 dev eth0"), (ref, route)

@@ -10,6 +10,7 @@ test_services_readiness.py with labs of their own.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import time
@@ -19,9 +20,8 @@ import pytest
 import labkit
 from labkit.dataplane import names, ruleset
 from labkit.model import addressing as addr
-from labkit.runtime.base import ProbeRequest
-from labkit.runtime.docker import engine
 from tests.conftest import share_lab
+from tests.integration.helpers import node_exec
 
 pytestmark = pytest.mark.docker
 
@@ -91,9 +91,8 @@ def lab(request):
 
 
 def batch(lab, src, dst, port, n, protocol="TCP", timeout=2.0):
-    """``n`` new connections from ``src`` in one agent call (parallel inside the source's node)."""
-    with lab._lock:
-        return lab._backend.probe(lab.cluster, [ProbeRequest(src, dst, port, protocol)] * n, timeout)
+    """``n`` new connections from ``src`` at once (one agent call, parallel inside the source's node)."""
+    return lab.sample(src, dst, port, protocol, count=n, timeout=timeout)
 
 
 def replicas(lab, deployment="x/web"):
@@ -234,15 +233,13 @@ def test_a_pod_reaches_itself_through_its_own_service(lab):
 def affinity_members(lab, client_ip):
     """aff_* sets (as nft lists them in every node) that hold ``client_ip``."""
     found = set()
-    for node in lab._backend.nodes:
-        answer = engine.agent(lab._backend.client, node.id, "nft-list", {"tables": [f"ip {names.SVC_TABLE}"],
-                                                                         "json": True})
-        for item in answer["json"][f"ip {names.SVC_TABLE}"]["nftables"]:
+    for node in lab.cluster.node_names:
+        for item in nft_json(node, f"ip {names.SVC_TABLE}"):
             s = item.get("set")
             if s and s["name"].startswith("aff_"):
                 elems = [e["elem"]["val"] if isinstance(e, dict) else e for e in s.get("elem", [])]
                 if client_ip in elems:
-                    found.add((node.name, s["name"]))
+                    found.add((node, s["name"]))
     return found
 
 
@@ -413,13 +410,18 @@ def rendered_facts(text: str) -> dict:
     return facts
 
 
-def kernel_facts(lab, node) -> dict:
-    answer = engine.agent(lab._backend.client, node.id, "nft-list",
-                          {"tables": [f"{f} {t}" for f, t in ruleset.TABLES], "json": True})
+def nft_json(node: str, table: str) -> list[dict]:
+    """``nft -j list table`` in a node's namespace, read with the docker CLI (not through labkit)."""
+    return json.loads(node_exec(LAB, ["nft", "-j", "list", "table", *table.split()], node))["nftables"]
+
+
+def kernel_facts(lab, node: str) -> dict:
     facts: dict = {}
-    for key, listing in answer["json"].items():
+    for key in (f"{f} {t}" for f, t in ruleset.TABLES):
         facts[key] = {"chains": {}, "sets": {}}
-        for item in listing["nftables"]:
+        for item in nft_json(node, key):
+            if "metainfo" in item:
+                continue
             (what, obj), = item.items()
             if what == "chain":
                 facts[key]["chains"][obj["name"]] = 0
@@ -431,8 +433,8 @@ def kernel_facts(lab, node) -> dict:
 
 
 def test_the_kernel_holds_exactly_the_rendered_rules(lab):
-    for node in lab._backend.nodes:
-        assert kernel_facts(lab, node) == rendered_facts(ruleset.render(lab.cluster, node.index)), node.name
+    for index, node in enumerate(lab.cluster.node_names, start=1):
+        assert kernel_facts(lab, node) == rendered_facts(ruleset.render(lab.cluster, index)), node
     text = lab.rules()
     for chain in ("svc_x_web_http", "svc_x_web_echo", "svc_x_alt_tcp-80", "ext_x_np1_http", "svc_x_sticky_http"):
         assert re.search(rf"chain {chain} \{{", text), chain
@@ -452,8 +454,8 @@ def test_a_deleted_service_leaves_nothing_behind(lab):
         lab.delete("service", "tmp", namespace="x")
     text = lab.rules()
     assert "x_tmp_" not in text and f"{vip} " not in text and "30099" not in text, "rules of x/tmp are left over"
-    for node in lab._backend.nodes:
-        assert kernel_facts(lab, node) == rendered_facts(ruleset.render(lab.cluster, node.index)), node.name
+    for index, node in enumerate(lab.cluster.node_names, start=1):
+        assert kernel_facts(lab, node) == rendered_facts(ruleset.render(lab.cluster, index)), node
     gone = lab.probe("x/client", vip, 8888, timeout=3)
     assert not gone.ok and gone.error == "connection refused", gone
     assert not lab.probe("internet", addr.node_ip(2), 30099, timeout=1).ok

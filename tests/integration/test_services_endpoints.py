@@ -13,7 +13,6 @@ import time
 import pytest
 
 import labkit
-from labkit.runtime.base import ProbeRequest
 from tests.conftest import share_lab
 
 pytestmark = pytest.mark.docker
@@ -57,8 +56,7 @@ def lab(request):
 
 
 def batch(lab, dst, n, src="x/client", port=80, timeout=2.0):
-    with lab._lock:
-        return lab._backend.probe(lab.cluster, [ProbeRequest(src, dst, port, "TCP")] * n, timeout)
+    return lab.sample(src, dst, port, count=n, timeout=timeout)
 
 
 def answered(results):

@@ -13,7 +13,6 @@ import time
 import pytest
 
 import labkit
-from labkit.runtime.base import ProbeRequest
 from tests.conftest import share_lab
 
 pytestmark = pytest.mark.docker
@@ -83,8 +82,7 @@ def wait_for(lab, service, pod, ready, timeout=WAIT):
 
 
 def connections(lab, service, n=20):
-    with lab._lock:
-        results = lab._backend.probe(lab.cluster, [ProbeRequest("x/client", service, 80, "TCP")] * n, 2.0)
+    results = lab.sample("x/client", service, 80, count=n, timeout=2.0)
     return collections.Counter(r.answered_by if r.ok else r.error for r in results)
 
 
@@ -124,7 +122,7 @@ def test_http_get_probe_against_the_default_app(lab):
     assert state(lab, "http", "http-bad") is False  # nothing listens on 8081: never ready
     assert connections(lab, "http") == {"x/http": 20}
     assert lab.explain("x/client", "http", 80).may_answer == ["x/http"]
-    detail = lab._backend.readiness_detail("x/http-bad")
+    detail = lab.readiness("x/http-bad")
     assert "httpGet" in detail and "failed" in detail, detail
     assert not any("x/http-bad is ready" in e for e in lab.events)
 

@@ -6,12 +6,15 @@ eight small pods, so the pods of the matrix test sit on both nodes.
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+
 import pytest
 
 import labkit
-from labkit.runtime.docker import engine
 from tests.conftest import share_lab
-from tests.integration.helpers import namespace_doc, pod_doc
+from tests.integration.helpers import LAB_LABEL, namespace_doc, node_container, pod_doc
 
 pytestmark = pytest.mark.docker
 
@@ -80,7 +83,7 @@ def test_declared_port_of_another_protocol_is_not_served(lab):
 
 def test_sctp_is_served_or_explicitly_unsupported(lab):
     result = lab.probe("s0", "default/sctp", port=80, protocol="SCTP")
-    if lab._backend.has_sctp():
+    if lab.capabilities.sctp:
         assert result.ok and result.answered_by == "default/sctp", result
     else:
         assert not result.ok, result  # never a silent pass
@@ -105,29 +108,29 @@ def test_probe_by_ip_names_the_answering_pod(lab):
     assert result.ok and result.answered_by == "default/s5"
 
 
-def test_nine_pod_matrix_costs_one_exec_per_node(lab, monkeypatch):
-    calls: list[tuple[str, list[str]]] = []
-    agents: list[str] = []
-    real_exec, real_agent = engine.exec_raw, engine.agent
+def engine_execs(since: float, until: float) -> list[tuple[str, str]]:
+    """(container id, command) of every exec the engine started in this lab's containers in
+    [since, until], read from the engine's own event log (not from labkit)."""
+    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+                          "--filter", "type=container", "--filter", "event=exec_create",
+                          "--filter", f"label={LAB_LABEL}={LAB}", "--format", "{{json .}}"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [(e["id"], e.get("status", "")) for e in events]
 
-    def counting_exec(client, container_id, argv, *args, **kwargs):
-        calls.append((container_id, list(argv)))
-        return real_exec(client, container_id, argv, *args, **kwargs)
 
-    def counting_agent(client, container_id, command, *args, **kwargs):
-        agents.append(command)
-        return real_agent(client, container_id, command, *args, **kwargs)
-
-    monkeypatch.setattr(engine, "exec_raw", counting_exec)
-    monkeypatch.setattr(engine, "agent", counting_agent)
+def test_nine_pod_matrix_costs_one_exec_per_node(lab):
     pods = [f"default/{n}" for n in SMALL] + ["shop/multi"]
-    m = lab.matrix(port=80, protocol="TCP", pods=pods)
     nodes = {lab.cluster.node_of(p) for p in pods}
     assert nodes == {"node-1", "node-2"}
-    assert agents == ["probe"] * len(nodes), agents
-    assert len(calls) == len(nodes), calls
-    node_ids = {n.id for n in lab._backend.nodes}
-    assert {cid for cid, _ in calls} == node_ids
+    since = time.time()
+    m = lab.matrix(port=80, protocol="TCP", pods=pods)
+    time.sleep(1.1)  # the engine's event log has one-second resolution at its edges
+    execs = engine_execs(since - 0.05, time.time())
+    node_ids = {node_container(LAB, n).id for n in nodes}
+    assert len(execs) == len(nodes), execs  # the engine saw one exec per node, no more
+    assert {cid for cid, _ in execs} == node_ids
+    assert all("labkit.node probe" in status for _, status in execs), execs
     # ... and it really probed all 81 cells.
     assert m.count_allowed == 81 and m.differences() == []
     assert len(m.results) == 81

@@ -7,7 +7,7 @@ import pytest
 import labkit
 from labkit.testing import conformance
 from tests.conftest import share_lab
-from tests.integration.helpers import lab_containers
+from tests.integration.helpers import POD_LABEL, lab_containers
 
 pytestmark = pytest.mark.docker
 
@@ -30,7 +30,7 @@ def lab(request):
 def test_world_is_built(lab):
     assert sorted(lab.pods) == PODS
     per_pod = len(WORLD["containers_per_pod"]) + 1  # + the pause container
-    pods = [c for c in lab_containers(LAB) if c.labels.get("io.labkit.pod") in PODS]
+    pods = [c for c in lab_containers(LAB) if c.labels.get(POD_LABEL) in PODS]
     assert len(pods) == len(PODS) * per_pod
     assert not lab.cluster.policies
 

@@ -67,12 +67,12 @@ def lab_names(notebook: Path) -> list[str]:
 
 
 def containers_of(lab: str) -> list[str]:
-    import docker  # noqa: PLC0415 - only for the docker-marked test
-    client = docker.from_env()
-    try:
-        return [c.name for c in client.containers.list(all=True, filters={"label": f"io.labkit.lab={lab}"})]
-    finally:
-        client.close()
+    """Names of the containers of ``lab`` of the caller's owner (the notebook's), seen with the docker CLI."""
+    from labkit.runtime.base import default_owner  # noqa: PLC0415
+    from tests.dockercli import Client  # noqa: PLC0415 - only for the docker-marked test
+    from tests.integration.helpers import LAB_LABEL, OWNER_LABEL  # noqa: PLC0415
+    return [c.name for c in Client().containers.list(
+        all=True, filters={"label": [f"{LAB_LABEL}={lab}", f"{OWNER_LABEL}={default_owner()}"]})]
 
 
 @pytest.mark.docker

@@ -99,16 +99,11 @@ for _obj in _gc.get_objects() if _lab_module else ():
 
 def _docker_labs() -> set[str] | None:
     """Names of the labs that have labelled containers (None: no Docker engine to ask)."""
+    from tests.dockercli import APIError, Client  # noqa: PLC0415
+    from tests.integration.helpers import LAB_LABEL  # noqa: PLC0415
     try:
-        import docker  # noqa: PLC0415
-
-        client = docker.from_env(timeout=10)
-        try:
-            return {c.labels.get("io.labkit.lab", "") for c in client.containers.list(
-                all=True, filters={"label": "io.labkit.lab"})}
-        finally:
-            client.close()
-    except Exception:  # no engine, no SDK: nothing this test could have leaked
+        return {c.labels.get(LAB_LABEL, "") for c in Client().containers.list(all=True, filters={"label": LAB_LABEL})}
+    except (APIError, OSError, subprocess.SubprocessError):  # no engine or no CLI: nothing this test could have leaked
         return None
 
 

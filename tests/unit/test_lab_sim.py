@@ -186,7 +186,8 @@ def test_history_rebuilds_the_same_lab(lab):
     # how the CLI restores a lab between commands: the same operations give the same addresses
     lab.label("pod", "x/a", {"role": "probe"})
     lab.delete("pod", "c", "x")
-    with labkit.Lab("copy", backend="sim", history=lab.history) as other:
+    with labkit.Lab("copy", backend="sim") as other:
+        other.replay(lab.history)
         assert other.cluster == lab.cluster
 
 
@@ -197,7 +198,8 @@ def test_probed_pods_are_ready_on_sim_also_in_a_restored_lab():
     with labkit.Lab("t", backend="sim") as lab:
         lab.apply(WORLD + [probed])
         assert lab.cluster.not_ready == frozenset()
-        with labkit.Lab("copy", backend="sim", history=lab.history) as other:
+        with labkit.Lab("copy", backend="sim") as other:
+            other.replay(lab.history)
             assert other.cluster.not_ready == frozenset()
             assert {other.probe("x/a", "web", 8000).answered_by for _ in range(40)} == {"x/b", "x/c", "x/p"}
 

@@ -12,7 +12,7 @@ import re
 import pytest
 
 import labkit
-from labkit import BackendError
+from labkit import BackendError, ModelError
 from labkit.runtime import sim_exec
 
 HEADER = sim_exec.HEADER
@@ -190,7 +190,7 @@ def test_hostname_is_the_pod_name_in_every_container(lab):
 
 
 def test_an_unknown_container_is_an_error_like_on_docker(lab):
-    with pytest.raises(BackendError, match="no container 'nope'"):
+    with pytest.raises(ModelError, match="no container 'nope'"):
         lab.exec("x/a", ["hostname"], container="nope")
 
 

@@ -14,8 +14,9 @@ from importlib import resources
 from pathlib import Path
 
 from labkit import __version__
-from labkit.dataplane import names
 from labkit.errors import BackendUnavailable, CommandError
+from labkit.runtime.docker import engine
+from labkit.runtime.docker import labels as lk
 
 BUILD_HINT = "labkit images build --offline"
 
@@ -36,19 +37,17 @@ def node_code_hash() -> str:
 
 
 def tag() -> str:
-    return os.environ.get("LABKIT_IMAGE") or names.image(__version__)
+    return os.environ.get("LABKIT_IMAGE") or lk.image(__version__)
 
 
 def check(client) -> str:
     """The image tag to use; raises BackendUnavailable with the fix when missing or stale."""
-    import docker.errors  # noqa: PLC0415
     name = tag()
-    try:
-        image = client.images.get(name)
-    except docker.errors.ImageNotFound:
+    found = engine.image_labels(client, name)
+    if found is None:
         raise BackendUnavailable(f"the lab image {name} is not in the Docker engine: build it with "
-                                 f"`{BUILD_HINT}` (or `labkit images build` where a registry is reachable)") from None
-    have = (image.labels or {}).get(names.NODE_CODE)
+                                 f"`{BUILD_HINT}` (or `labkit images build` where a registry is reachable)")
+    have = found.get(lk.NODE_CODE)
     if have != node_code_hash():
         raise BackendUnavailable(f"the lab image {name} was built from a different labkit (its node agent "
                                  f"differs from this installation's): rebuild it with `{BUILD_HINT}`")
@@ -90,9 +89,7 @@ def build(offline: bool = True, client=None, name: str | None = None, base: str 
 
 
 def _build_from_dockerfile(client, dockerfile: Path, name: str, base: str | None) -> str:
-    import docker.errors  # noqa: PLC0415
     if client is None:
-        from labkit.runtime.docker import engine  # noqa: PLC0415
         client = engine.connect()
     args = {"LABKIT_VERSION": __version__, "LABKIT_NODE_SHA256": node_code_hash()}
     if base:
@@ -100,15 +97,5 @@ def _build_from_dockerfile(client, dockerfile: Path, name: str, base: str | None
     # An engine started with --bridge=none (as environments/start-dockerd.sh and the classroom
     # files do) has no default network: the RUN steps then use the engine's own network to
     # reach the apt mirror. Engines with a bridge keep their default.
-    network = None if any(n.name == "bridge" for n in client.networks.list(names=["bridge"])) else "host"
-    try:
-        _, chunks = client.images.build(path=str(package_dir()), dockerfile=str(dockerfile), tag=name,
-                                        buildargs=args, network_mode=network, rm=True, forcerm=True)
-    except docker.errors.BuildError as exc:
-        log = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)
-        raise CommandError(f"building {name} from {dockerfile} failed: {exc.msg}\n{log[-3000:]}",
-                           exit_code=1, output=log) from None
-    except docker.errors.APIError as exc:
-        raise CommandError(f"building {name} from {dockerfile} failed: {exc.explanation or exc}",
-                           exit_code=1, output=str(exc)) from None
-    return "".join(str(c.get("stream") or "") for c in chunks)
+    network = None if engine.has_bridge_network(client) else "host"
+    return engine.build_image(client, str(package_dir()), str(dockerfile), name, args, network)

@@ -14,6 +14,7 @@ from labkit.dataplane import names
 from labkit.errors import BackendError
 from labkit.model import addressing as addr
 from labkit.runtime.docker import engine
+from labkit.runtime.docker import labels as lk
 
 NODE_OPTIONS = {  # never privileged: exactly the capabilities a node needs
     "network_mode": "none",
@@ -35,10 +36,13 @@ INTERNET_GATEWAY = addr.INTERNET_GATEWAY
 
 
 @dataclass
-class Node:
+class NodeContainer:
+    """One node of a running lab: its container and the PID that holds its network namespace."""
+
     index: int
     container: object
     pid: int
+    lab: str = ""
 
     @property
     def name(self) -> str:
@@ -48,30 +52,35 @@ class Node:
     def id(self) -> str:
         return self.container.id
 
+    @property
+    def what(self) -> str:
+        """How errors name it for people: ``node-2 of lab 'demo'``."""
+        return f"{self.name} of lab {self.lab!r}"
+
 
 def _sh(client, container, script: str) -> None:
-    code, out, err = engine.exec_raw(client, container.id, ["sh", "-ec", script], timeout=30)
+    code, out, err = engine.exec_raw(client, container.id, ["sh", "-ec", script], timeout=30, what=container.name)
     if code != 0:
         raise BackendError(f"setting up {container.name} failed (exit {code}): {(out + err).decode()[-600:]}\n"
                            f"script:\n{script}")
 
 
-def start_nodes(client, lab: str, image: str, count: int, version: str) -> list[Node]:
-    def one(i: int) -> Node:
+def start_nodes(client, lab: str, owner: str, image: str, count: int, version: str) -> list[NodeContainer]:
+    def one(i: int) -> NodeContainer:
         node = addr.node_name(i)
-        c = engine.run_unconfined_paths(client, names.node_container(lab, node), image,
-                                        names.labels(lab, "node", node=node, version=version),
+        c = engine.run_unconfined_paths(client, lk.node_container(owner, lab, node), image,
+                                        lk.labels(lab, owner, "node", node=node, version=version),
                                         command=["sleep", "infinity"], hostname=node, **NODE_OPTIONS)
-        return Node(i, c, engine.pid(c))
+        return NodeContainer(i, c, engine.pid(c), lab)
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         nodes = list(pool.map(one, range(1, count + 1)))
     with ThreadPoolExecutor(max_workers=count) as pool:
-        list(pool.map(lambda n: engine.agent(client, n.id, "sysctl", {"values": NODE_SYSCTLS}), nodes))
+        list(pool.map(lambda n: engine.agent(client, n.id, "sysctl", {"values": NODE_SYSCTLS}, what=n.what), nodes))
     return nodes
 
 
-def wire_fabric(client, nodes: list[Node], internet_pid: int) -> None:
+def wire_fabric(client, nodes: list[NodeContainer], internet_pid: int) -> None:
     """Join nodes and the internet host on a bridge in node-1; add routes between pod CIDRs."""
     first = nodes[0]
     lines = [f"ip link add {names.FABRIC_BRIDGE} type bridge",
@@ -94,13 +103,13 @@ def wire_fabric(client, nodes: list[Node], internet_pid: int) -> None:
             f"ip route add {addr.INTERNET_CIDR} via {addr.node_ip(1)}", *routes]))
 
 
-def start_internet(client, lab: str, image: str, version: str):
+def start_internet(client, lab: str, owner: str, image: str, version: str):
     """The lab's 'internet': a host at 203.0.113.10 serving 80 and 443 (TCP and UDP)."""
     ports = [f"{p}/{proto}" for p in (80, 443) for proto in ("TCP", "UDP")]
     command = ["python3", "-m", "labkit.node", "serve", "--name", "internet"]
     for port in ports:
         command += ["--port", port]
-    c = engine.run(client, names.internet_container(lab), image, names.labels(lab, "internet", version=version),
+    c = engine.run(client, lk.internet_container(owner, lab), image, lk.labels(lab, owner, "internet", version=version),
                    network_mode="none", hostname="internet", cap_add=["NET_ADMIN"], command=command)
     return c, engine.pid(c)
 

@@ -19,22 +19,34 @@ from labkit.model.cluster import Cluster
 from labkit.model.objects import Container, Pod
 from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.runtime.docker import engine
-from labkit.runtime.docker.nodes import Node
+from labkit.runtime.docker import labels as lk
+from labkit.runtime.docker.nodes import NodeContainer
 from labkit.semantics.services import search_path
 
 POD_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1",
                "net.ipv4.ip_forward": "0"}
 log = logging.getLogger(__name__)
-_cni_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-_bridged: set[str] = set()  # node containers whose cni0 bridge exists
+
+
+class CniState:
+    """One lab's CNI bookkeeping: which nodes have their cni0 bridge yet (the first ADD on a node
+    creates it, so it must run alone there; later ADDs may run side by side)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self.bridged: set[str] = set()
+
+    def lock(self, node: NodeContainer) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(node.id, threading.Lock())
 
 
 @dataclass
 class PodHandle:
     ref: str
     spec: object
-    node: Node
+    node: NodeContainer
     pause: object
     pid: int
     cni: dict = field(default_factory=dict)
@@ -47,11 +59,6 @@ class PodHandle:
     @property
     def resolv_conf(self) -> str:
         return f"/proc/{self.pid}/root/etc/resolv.conf"
-
-
-def _node_lock(node: Node) -> threading.Lock:
-    with _locks_guard:
-        return _cni_locks.setdefault(node.id, threading.Lock())
 
 
 def serve_command(pod: Pod, container: Container) -> list[str]:
@@ -80,59 +87,65 @@ def cni_args(lab: str, cluster: Cluster, ref: str, netns: str) -> dict:
                        "address": f"{cluster.pod_ips[ref]}/{cidr.prefixlen}"}}
 
 
-def create(client, lab: str, cluster: Cluster, ref: str, node: Node, lab_image: str, version: str) -> PodHandle:
+def create(client, lab: str, owner: str, cni: CniState, cluster: Cluster, ref: str, node: NodeContainer,
+           lab_image: str, version: str) -> PodHandle:
     """Start ``ref``'s containers and plug its network in; on failure, remove what was made."""
     pod = cluster.pods[ref]
     pause = engine.run(
-        client, names.pause_container(lab, ref), lab_image,
-        names.labels(lab, "pause", pod=ref, node=node.name, version=version),
+        client, lk.pause_container(owner, lab, ref), lab_image,
+        lk.labels(lab, owner, "pause", pod=ref, node=node.name, version=version),
         network_mode="none", hostname=pod.name[:63], command=["sleep", "infinity"], sysctls=POD_SYSCTLS,
         dns=[addr.DNS_SERVICE_IP], dns_search=search_path(pod.namespace), dns_opt=["ndots:5"])
     handle = PodHandle(ref, pod.spec, node, pause, 0)
     try:
         handle.pid = engine.pid(pause)
         handle.cni = cni_args(lab, cluster, ref, handle.netns)
-        if node.id in _bridged:  # cni0 exists: the bridge plugin's ADDs may run side by side
-            engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni})
+        if node.id in cni.bridged:  # cni0 exists: the bridge plugin's ADDs may run side by side
+            engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni}, what=node.what)
         else:  # the first ADD creates cni0: never two at once
-            with _node_lock(node):
-                engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni})
-                _bridged.add(node.id)
+            with cni.lock(node):
+                engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni}, what=node.what)
+                cni.bridged.add(node.id)
         for c in pod.spec.containers:
             options = app_options(pod, c, lab_image)
             image = options.pop("image")
             handle.apps[c.name] = engine.run(
-                client, names.app_container(lab, ref, c.name), image,
-                names.labels(lab, "app", pod=ref, node=node.name, container=c.name, version=version),
+                client, lk.app_container(owner, lab, ref, c.name), image,
+                lk.labels(lab, owner, "app", pod=ref, node=node.name, container=c.name, version=version),
                 network_mode=f"container:{pause.id}", **options)
     except BackendUnavailable as exc:
-        remove(client, lab, handle)
-        raise BackendUnavailable(f"pod {ref}: {exc}") from None
+        remove(client, handle)
+        raise BackendUnavailable(f"pod {ref}: {exc}") from exc
+    except BackendError as exc:
+        remove(client, handle)
+        raise BackendError(f"pod {ref} could not start: {exc}") from exc
     except BaseException:
-        remove(client, lab, handle)
+        remove(client, handle)
         raise
     return handle
 
 
-def remove(client, lab: str, handle: PodHandle) -> None:
+def remove(client, handle: PodHandle) -> None:
     """Unplug the pod (CNI DEL) and remove its containers."""
     if handle.cni:
         try:
-            engine.agent(client, handle.node.id, "cni", {"command": "DEL", **handle.cni})
+            engine.agent(client, handle.node.id, "cni", {"command": "DEL", **handle.cni}, what=handle.node.what)
         except BackendError as exc:
             # Removing the pause container destroys the namespace and the veth with it.
             log.info("CNI DEL for %s failed (%s); removing its containers cleans up", handle.ref, exc)
     engine.remove(client, list(handle.apps.values()) + [handle.pause])
 
 
+PARKED = "__old"  # "__" occurs in no live container name (labels.py uses "_" once as a separator)
+
+
 def park(handle: PodHandle) -> None:
     """Move a running pod's containers out of the way of its replacement (names only)."""
     for c in [handle.pause, *handle.apps.values()]:
-        c.rename(f"{c.name}.replaced")
+        engine.rename(c, engine.current_name(c) + PARKED)
 
 
 def unpark(handle: PodHandle) -> None:
     """Give a parked pod its container names back (its replacement failed)."""
     for c in [handle.pause, *handle.apps.values()]:
-        c.reload()
-        c.rename(c.name.lstrip("/").removesuffix(".replaced"))
+        engine.rename(c, engine.current_name(c).removesuffix(PARKED))

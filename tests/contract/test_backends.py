@@ -1,0 +1,194 @@
+"""The backend contract, checked the same way on every backend that exists (sim, docker).
+
+A backend is done when this module passes on it: life cycle, all-or-nothing changes, probes,
+matrix, explain, endpoints, exec, labs listed and removed by owner, capabilities, and the
+plain-data forms of every result crossing the boundary as JSON. Only public API is used:
+``labkit.Lab`` with a backend object passed in, and the backend's own methods.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import labkit
+from labkit.errors import BackendError, LabkitError, ModelError, NotFound
+from labkit.probe.matrix import Matrix
+from labkit.runtime import registry
+from labkit.runtime.base import Capabilities, LabInfo
+from labkit.semantics.oracle import Explanation
+from labkit.semantics.services import Endpoint
+
+BACKENDS = [pytest.param("sim", id="sim"), pytest.param("docker", id="docker", marks=pytest.mark.docker)]
+OWNER, OTHER = "contract-a", "contract-b"
+
+WORLD = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: x}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: client}}
+spec: {containers: [{name: app, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: web}}
+spec: {containers: [{name: app, ports: [{containerPort: 80}, {containerPort: 53, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: x, labels: {app: web}}
+spec: {containers: [{name: app, ports: [{containerPort: 80}, {containerPort: 53, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: x}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8080, targetPort: 80}]
+"""
+ONLY_CLIENTS = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: only-clients, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 80}]
+"""
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    made = registry.create(request.param)
+    try:
+        yield made
+    finally:
+        for owner in (OWNER, OTHER):  # a failed test must not leave its labs behind
+            made.remove_labs(owner)
+        made.close()
+
+
+@pytest.fixture
+def lab(backend):
+    with labkit.Lab("contract", backend=backend, nodes=2, owner=OWNER) as lab:
+        lab.apply(WORLD)
+        yield lab
+
+
+def roundtrip(value):
+    return type(value).from_dict(json.loads(json.dumps(value.to_dict())))
+
+
+def test_capabilities_say_what_the_backend_does(backend):
+    caps = backend.capabilities()
+    assert isinstance(caps, Capabilities) and caps.backend == backend.name
+    assert caps.real_packets is (not backend.simulated) and caps.simulated is backend.simulated
+    assert {"TCP", "UDP"} <= set(caps.protocols) and ("SCTP" in caps.protocols) is caps.sctp
+    assert caps.max_nodes >= 2 and caps.where
+    assert roundtrip(caps) == caps
+
+
+def test_life_cycle_list_attach_and_close(backend):
+    before = time.time()
+    lab = labkit.Lab("cycle", backend=backend, owner=OWNER)
+    try:
+        assert lab.owner == OWNER and lab.simulated is backend.simulated
+        [info] = [i for i in backend.list_labs(OWNER) if i.name == "cycle"]
+        assert isinstance(info, LabInfo) and info.owner == OWNER and info.backend == backend.name
+        assert before - 5 <= info.created <= time.time() + 5 and info.age_seconds >= 0 and info.nodes == 1
+        assert roundtrip(info) == info
+        lab.apply(WORLD)
+        with pytest.raises(BackendError, match="already runs"):  # one owner, one lab of a name
+            labkit.Lab("cycle", backend=backend, owner=OWNER)
+        again = labkit.Lab.attach("cycle", lab.history, backend=backend, owner=OWNER)
+        assert again.pods == lab.pods and again.probe("x/a", "x/b").answered_by == "x/b"
+        again.detach()  # leaves it running for its first handle
+        assert lab.probe("x/a", "x/b").ok
+    finally:
+        lab.close()
+    assert "cycle" not in {i.name for i in backend.list_labs(OWNER)}
+    with pytest.raises(LabkitError, match="closed"):
+        lab.probe("x/a", "x/b")
+    lab.close()  # twice is fine
+
+
+def test_another_owners_lab_is_not_found_and_survives_removal_by_owner(backend):
+    mine = labkit.Lab("shared-name", backend=backend, owner=OWNER)
+    theirs = labkit.Lab("shared-name", backend=backend, owner=OTHER)  # same name, another owner: no clash
+    try:
+        theirs.apply(WORLD)
+        with pytest.raises(NotFound):
+            labkit.Lab.attach("nobody", [], backend=backend, owner=OWNER)
+        assert backend.remove_lab("shared-name", "contract-c") == 0  # not that owner's: nothing goes
+        assert backend.remove_labs(OWNER) > 0
+        assert {i.owner for i in backend.list_labs() if i.name == "shared-name"} == {OTHER}
+        assert theirs.probe("x/a", "x/b").answered_by == "x/b"  # still running, untouched
+    finally:
+        mine.close()
+        theirs.close()
+
+
+def test_bad_input_names_the_field_and_changes_nothing(lab):
+    rules, history, pods = lab.rules(), list(lab.history), lab.pods
+    bad = WORLD.replace("targetPort: 80", "targetPort: 99999")
+    with pytest.raises(ModelError, match=r"spec\.ports\[0\]\.targetPort"):
+        lab.apply(bad)
+    with pytest.raises(NotFound):
+        lab.delete("networkpolicy", "nope", namespace="x")
+    assert (lab.rules(), lab.history, lab.pods) == (rules, history, pods)
+    assert lab.probe("x/a", "web.x", 8080).ok
+
+
+def test_probes_matrix_and_explain_follow_a_policy(lab):
+    assert lab.probe("x/a", "x/b").answered_by == "x/b"
+    refused = lab.probe("x/a", "x/b", port=81)
+    assert not refused.ok and refused.answered_by is None and refused.error
+    assert lab.probe("x/a", "x/b", port=53, protocol="UDP").ok
+    lab.apply(ONLY_CLIENTS)
+    m = lab.matrix(port=80, namespaces=["x"])
+    assert m.differences() == [] and m.simulated is lab.simulated
+    assert m.allowed("x/a", "x/b") and not m.allowed("x/b", "x/c") and m.allowed("x/b", "x/a")
+    assert roundtrip(m) == m
+    allowed = lab.explain("x/a", "x/b")
+    denied = lab.explain("x/c", "x/b")
+    assert allowed.allowed and not denied.allowed
+    assert "x/only-clients" in str(denied)
+    if not lab.simulated:  # the kernel's rule that decided, with its counter
+        assert any("only-clients" in c and "accept" in c for c in allowed.chains), allowed.chains
+        assert any("drop" in c and "no policy allows it" in c for c in denied.chains), denied.chains
+        assert not any("MISSING" in c for c in allowed.chains + denied.chains)
+    for ex in (allowed, denied):
+        assert roundtrip(ex) == ex and isinstance(roundtrip(ex), Explanation)
+    probe = lab.probe("x/c", "x/b")
+    assert not probe.ok and probe.matches_oracle and roundtrip(probe) == probe
+
+
+def test_endpoints_and_load_balancing(lab):
+    eps = lab.endpoints("x/web")
+    assert sorted(e.pod for e in eps.ready) == ["x/b", "x/c"]
+    assert all(roundtrip(e) == e and isinstance(roundtrip(e), Endpoint) for e in eps)
+    answers = {r.answered_by for r in lab.sample("x/a", "web.x.svc.cluster.local", 8080, count=40)}
+    assert answers == {"x/b", "x/c"}
+
+
+def test_exec_in_a_pod(lab):
+    result = lab.exec("x/b", ["hostname"])
+    assert result.ok and result.output.strip().splitlines()[-1] == "b"  # sim says first that it simulates
+    assert roundtrip(result) == result
+    with pytest.raises(ModelError, match="container"):
+        lab.exec("x/b", ["hostname"], container="nope")
+    with pytest.raises(NotFound):
+        lab.exec("x/nope", ["hostname"])
+
+
+def test_rules_are_the_rendered_ruleset(lab):
+    lab.apply(ONLY_CLIENTS)
+    text = lab.rules()
+    assert "table inet labkit-pol" in text and "table ip labkit-svc" in text
+    assert "x/only-clients ingress[0]" in text
