@@ -45,10 +45,18 @@ def canonical_kind(kind: str) -> str:
         raise ModelError(f"unknown kind {kind!r}: labkit knows {', '.join(KINDS)}") from exc
 
 
-MAX_DEPTH = 64
+# Bounds on what one read may hold, each a clear error checked before any work is done:
+# YAML aliases can make a few hundred bytes stand for billions of nodes ("billion laughs").
+MAX_DEPTH = 64             # levels of nesting; no Kubernetes manifest needs more
+MAX_NODES = 100_000        # mappings, lists and scalars, counted with every alias expanded
+MAX_TEXT = 4 * 1024 * 1024  # characters of YAML in one text or file
+MAX_SCALAR = 256 * 1024    # characters in one string
 
 
 def _read_text(text: str, origin: str) -> list[Any]:
+    if len(text) > MAX_TEXT:
+        raise ModelError(f"the YAML is too large ({len(text):,} characters; at most {MAX_TEXT:,}): split it",
+                         where=origin)
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -59,27 +67,52 @@ def _read_text(text: str, origin: str) -> list[Any]:
     except RecursionError as exc:
         raise ModelError("cannot parse YAML: it is nested too deeply", where=origin) from exc
     for doc in docs:
-        if _depth(doc) > MAX_DEPTH:
-            raise ModelError(f"cannot parse YAML: it is nested too deeply (more than {MAX_DEPTH} levels; "
-                             "no Kubernetes manifest needs that many)", where=origin)
+        check_size(doc, origin)
     return docs
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of lists and mappings, without recursion."""
-    deepest, stack = 0, [(value, 1)]
+def check_size(value: Any, where: str = "") -> None:
+    """Refuse a document nested deeper than MAX_DEPTH, holding more than MAX_NODES nodes once
+    aliases are expanded, a string longer than MAX_SCALAR, or an alias that contains itself.
+
+    Each distinct object is visited once (sizes of shared ones are remembered), so an alias
+    bomb is measured in milliseconds instead of being walked node by node."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
     while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
+        item, done = stack.pop()
+        if isinstance(item, str):
+            if len(item) > MAX_SCALAR:
+                raise ModelError(f"a string of {len(item):,} characters (at most {MAX_SCALAR:,}): no manifest "
+                                 "field needs that", where=where)
             continue
-        deepest = max(deepest, level)
-        if level <= MAX_DEPTH:
-            stack.extend((child, level + 1) for child in children)
-    return deepest
+        if not isinstance(item, (dict, list)):
+            continue
+        key = id(item)
+        children = [c for c in (item.values() if isinstance(item, dict) else item) if isinstance(c, (dict, list))]
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + len(item) + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            if depth[key] > MAX_DEPTH:
+                raise ModelError(f"cannot parse YAML: it is nested too deeply (more than {MAX_DEPTH} levels; "
+                                 "no Kubernetes manifest needs that many)", where=where)
+            if size[key] > MAX_NODES:
+                raise ModelError(f"the document is too large: more than {MAX_NODES:,} values once its YAML "
+                                 "aliases (*name) are expanded", where=where)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise ModelError("a YAML alias refers to the object that contains it (a cycle)", where=where)
+        on_path.add(key)
+        stack.append((item, True))
+        stack.extend((c, False) for c in (item.values() if isinstance(item, dict) else item)
+                     if isinstance(c, (dict, list, str)) and (not isinstance(c, (dict, list)) or id(c) not in size))
+        if isinstance(item, dict):
+            stack.extend((k, False) for k in item if isinstance(k, str))
 
 
 def _expand_path(path: Path) -> list[Any]:
@@ -107,6 +140,7 @@ def load_documents(source: Source) -> list[dict]:
         looks_like_path = "\n" not in source and ":" not in source and source.strip()
         raw = _expand_path(Path(source)) if looks_like_path else _read_text(source, "YAML")
     elif isinstance(source, dict):
+        check_size(source, "document 1")
         raw = [source]
     else:
         try:
@@ -116,6 +150,8 @@ def load_documents(source: Source) -> list[dict]:
                              "a path, a dict or a list of dicts") from exc
     docs: list[dict] = []
     for i, doc in enumerate(raw):
+        if not isinstance(source, (str, os.PathLike, dict)):
+            check_size(doc, f"document {i + 1}")
         if isinstance(doc, dict) and doc.get("kind") == "List":
             items = doc.get("items") or []
             if not isinstance(items, list):

@@ -91,6 +91,7 @@ class Container:
     ports: tuple[ContainerPort, ...] = ()
     readiness_probe: ReadinessProbe | None = None
     env: tuple[tuple[str, str], ...] = ()
+    cap_drop: tuple[str, ...] = ()  # securityContext.capabilities.drop (honoured)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from labkit.errors import ModelError
 from labkit.model import fields as f
+from labkit.model import unenforced
 from labkit.model.objects import (Container, ContainerPort, Deployment, PodSpec, ReadinessProbe,
                                   Service, ServicePort)
 from labkit.model.parse_policy import parse_selector
@@ -17,9 +18,8 @@ from labkit.model.parse_policy import parse_selector
 LAB_IMAGE = "labkit"
 # Real Kubernetes fields with no meaning for the lab's network: accepted, ignored.
 _IGNORED_CONTAINER = ("imagePullPolicy", "resources", "workingDir", "livenessProbe", "startupProbe",
-                      "securityContext", "terminationMessagePath", "terminationMessagePolicy",
-                      "volumeMounts", "stdin", "tty")
-_IGNORED_POD_SPEC = ("terminationGracePeriodSeconds", "restartPolicy", "volumes", "securityContext",
+                      "terminationMessagePath", "terminationMessagePolicy", "stdin", "tty")
+_IGNORED_POD_SPEC = ("terminationGracePeriodSeconds", "restartPolicy",
                      "dnsPolicy", "schedulerName", "enableServiceLinks", "automountServiceAccountToken",
                      "serviceAccountName")
 
@@ -57,13 +57,17 @@ def _probe(value: Any, path: str) -> ReadinessProbe:
 
 def _container(value: Any, path: str) -> Container:
     node = f.FieldMap(value, path, what="a container")
-    node.allow(("name", "image", "command", "args", "ports", "readinessProbe", "env"), _IGNORED_CONTAINER)
+    node.allow(("name", "image", "command", "args", "ports", "readinessProbe", "env", "securityContext")
+               + tuple(unenforced.CONTAINER), _IGNORED_CONTAINER)
+    unenforced.refuse(node.data, node.path, unenforced.CONTAINER)
+    cap_drop = unenforced.container_security(node.data.get("securityContext"), node.at("securityContext"))
     name = f.dns1123_label(node.require("name"), node.at("name"))
     image = node.string("image", default=LAB_IMAGE) or LAB_IMAGE
     ports = []
     for ppath, item in node.list("ports"):
         p = f.FieldMap(item, ppath, what="a container port")
-        p.allow(("containerPort", "protocol", "name"), ("hostPort", "hostIP"))
+        p.allow(("containerPort", "protocol", "name") + tuple(unenforced.PORT))
+        unenforced.refuse(p.data, p.path, unenforced.PORT)
         pname = p.data.get("name")
         ports.append(ContainerPort(f.port_number(p.require("containerPort"), p.at("containerPort")),
                                    f.protocol(p.data.get("protocol"), p.at("protocol")),
@@ -78,13 +82,15 @@ def _container(value: Any, path: str) -> Container:
         name=name, image=image,
         command=f.strings(node.get("command", []), node.at("command")),
         args=f.strings(node.get("args", []), node.at("args")),
-        ports=tuple(ports), env=tuple(env),
+        ports=tuple(ports), env=tuple(env), cap_drop=cap_drop,
         readiness_probe=None if probe is None else _probe(probe, node.at("readinessProbe")))
 
 
 def parse_pod_spec(value: Any, path: str) -> PodSpec:
     node = f.FieldMap(value, path)
-    node.allow(("containers", "nodeName"), _IGNORED_POD_SPEC)
+    node.allow(("containers", "nodeName", "securityContext") + tuple(unenforced.POD_SPEC), _IGNORED_POD_SPEC)
+    unenforced.refuse(node.data, node.path, unenforced.POD_SPEC)
+    unenforced.pod_security(node.data.get("securityContext"), node.at("securityContext"))
     items = node.list("containers", required=True)
     if not items:
         raise ModelError("must have at least one container", path=node.at("containers"))

@@ -173,7 +173,6 @@ def test_api_version_must_match_the_kind(kind, version):
 @pytest.mark.parametrize("mutate, path", [
     (lambda d: d.update(extra=1), "extra"),
     (lambda d: d["metadata"].update(label={}), "metadata.label"),
-    (lambda d: d["spec"].update(hostNetwork=True), "spec.hostNetwork"),
     (lambda d: d["spec"]["containers"][0].update(portz=[]), "spec.containers[0].portz"),
     (lambda d: d["spec"]["containers"][0]["ports"][0].update(port=80), "spec.containers[0].ports[0].port"),
 ])
@@ -183,6 +182,53 @@ def test_unknown_fields_are_errors(mutate, path):
     err = error(doc)
     assert (err.where, err.path) == ("Pod x/a", path)
     assert "unknown field" in err.problem
+
+
+UNENFORCED = [
+    (lambda d: d["spec"].update(hostNetwork=True), "spec.hostNetwork", "own"),
+    (lambda d: d["spec"].update(hostPID=True), "spec.hostPID", "host's processes"),
+    (lambda d: d["spec"].update(volumes=[{"name": "h", "hostPath": {"path": "/"}}]), "spec.volumes", "hostPath"),
+    (lambda d: d["spec"].update(securityContext={"sysctls": [{"name": "net.ipv4.ip_forward", "value": "1"}]}),
+     "spec.securityContext.sysctls", "securityContext.sysctls"),
+    (lambda d: d["spec"].update(securityContext={"runAsUser": 1000}), "spec.securityContext.runAsUser", "runAsUser"),
+    (lambda d: d["spec"]["containers"][0].update(securityContext={"privileged": True}),
+     "spec.containers[0].securityContext.privileged", "never privileged"),
+    (lambda d: d["spec"]["containers"][0].update(securityContext={"capabilities": {"add": ["NET_ADMIN"]}}),
+     "spec.containers[0].securityContext.capabilities.add", "capabilities.add"),
+    (lambda d: d["spec"]["containers"][0].update(securityContext={"runAsUser": 0}),
+     "spec.containers[0].securityContext.runAsUser", "runAsUser"),
+    (lambda d: d["spec"]["containers"][0].update(volumeMounts=[{"name": "h", "mountPath": "/h"}]),
+     "spec.containers[0].volumeMounts", "no volumes"),
+    (lambda d: d["spec"]["containers"][0]["ports"][0].update(hostPort=8080), "spec.containers[0].ports[0].hostPort",
+     "NodePort"),
+]
+
+
+@pytest.mark.parametrize("mutate, path, why", UNENFORCED, ids=[u[1] for u in UNENFORCED])
+def test_fields_labkit_would_not_enforce_are_refused_with_their_path(mutate, path, why):
+    doc = pod()
+    mutate(doc)
+    err = error(doc)
+    assert (err.where, err.path) == ("Pod x/a", path)
+    assert "labkit does not enforce it" in err.problem and why in err.problem, err.problem
+
+
+def test_the_same_fields_are_refused_in_a_deployment_template():
+    doc = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "x"},
+           "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+               "metadata": {"labels": {"a": "b"}},
+               "spec": {"containers": [{"name": "c", "securityContext": {"privileged": True}}]}}}}
+    err = error(doc)
+    assert err.path == "spec.template.spec.containers[0].securityContext.privileged"
+
+
+def test_dropping_capabilities_is_honoured_and_false_flags_are_fine():
+    doc = pod(containers=[{"name": "app", "securityContext": {"privileged": False, "capabilities": {
+        "drop": ["NET_RAW", "CAP_SYS_ADMIN"]}}, "ports": [{"containerPort": 80}]}], hostNetwork=False)
+    [obj] = parse(doc)
+    assert obj.spec.containers[0].cap_drop == ("NET_RAW", "SYS_ADMIN")
+    bad = pod(containers=[{"name": "app", "securityContext": {"capabilities": {"drop": ["net raw"]}}}])
+    assert error(bad).path == "spec.containers[0].securityContext.capabilities.drop[0]"
 
 
 def test_harmless_real_fields_are_accepted():

@@ -8,12 +8,14 @@ the lab is exactly as it was.
 from __future__ import annotations
 
 import copy
+import time
 
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import labkit
+from labkit.model.manifests import MAX_SCALAR, MAX_TEXT
 
 SETTINGS = settings(max_examples=250, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -182,3 +184,78 @@ def test_arbitrary_structures(value):
     if isinstance(value, str):
         value += "\n"  # a one-line string would be taken as a path
     apply_to_world(value)
+
+
+# ------------------------------------------------------------------ hostile YAML: aliases, size, depth
+HOSTILE_SETTINGS = settings(max_examples=60, deadline=2000, derandomize=True, database=None,
+                            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def alias_bomb(levels: int, fanout: int) -> str:
+    """``levels`` anchors, each a list of ``fanout`` aliases of the one before (a few hundred bytes)."""
+    lines = [f"l0: &l0 [{', '.join(['x'] * fanout)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * fanout)}]" for i in range(1, levels)]
+    body = "\n".join("    " + line for line in lines)
+    return f"apiVersion: v1\nkind: Pod\nmetadata: {{name: bomb, namespace: x}}\nspec:\n  extra:\n{body}\n"
+
+
+@HOSTILE_SETTINGS
+@given(st.integers(2, 12), st.integers(2, 12), st.sampled_from(["spec", "metadata", "top"]))
+def test_alias_bombs_are_refused_in_milliseconds_or_applied(levels, fanout, where):
+    text = alias_bomb(levels, fanout)
+    if where == "top":
+        text = text.replace("spec:\n  extra:\n", "spec: {containers: [{name: c}]}\nextra:\n  v:\n")
+    elif where == "metadata":
+        text = text.replace("metadata: {name: bomb, namespace: x}\nspec:\n  extra:\n",
+                            "spec: {containers: [{name: c}]}\nmetadata:\n  name: bomb\n  namespace: x\n  labels:\n")
+    started = time.monotonic()
+    error = apply_to_world(text)
+    assert time.monotonic() - started < 1.5, f"{levels}x{fanout} took too long"
+    assert error is not None  # every variant holds a field labkit does not know, or is far too large
+    if fanout ** levels > 100_000:
+        assert "too large" in str(error) or "unknown field" in str(error), error
+
+
+@HOSTILE_SETTINGS
+@given(st.integers(65, 3000), st.sampled_from(["[", "{a: "]))
+def test_deep_nesting_is_refused_quickly(depth, opener):
+    closer = "]" if opener == "[" else "}"
+    text = f"apiVersion: v1\nkind: Pod\nmetadata: {{name: deep, namespace: x}}\nspec: {opener * depth}1{closer * depth}\n"
+    started = time.monotonic()
+    error = apply_to_world(text)
+    assert error is not None and "nested too deeply" in str(error), error
+    assert time.monotonic() - started < 1.5
+
+
+@HOSTILE_SETTINGS
+@given(st.integers(MAX_SCALAR + 1, MAX_SCALAR * 4), st.sampled_from(["name", "label", "command"]))
+def test_huge_scalars_are_refused(size, where):
+    big = "a" * size
+    doc = copy.deepcopy(VALID[1])
+    if where == "name":
+        doc["metadata"]["name"] = big
+    elif where == "label":
+        doc["metadata"]["labels"]["big"] = big
+    else:
+        doc["spec"]["containers"][0]["command"] = [big]
+    for source in (doc, yaml.safe_dump(doc)):
+        error = apply_to_world(source)
+        assert error is not None and f"{size:,} characters" in str(error), error
+
+
+def test_an_alias_cycle_and_a_shared_subtree_in_python_data():
+    shared = {"matchLabels": {"app": "web"}}
+    doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "namespace": "x"},
+           "spec": {"podSelector": shared, "ingress": [{"from": [{"podSelector": shared}]}]}}
+    assert apply_to_world(doc) is None  # sharing (an alias used twice) is fine
+    loop: list = []
+    loop.append(loop)
+    error = apply_to_world({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "z", "labels": loop}})
+    assert error is not None and "cycle" in str(error)
+    error = apply_to_world("apiVersion: v1\nkind: Namespace\nmetadata: &m {name: z, labels: *m}\n")
+    assert error is not None and "cycle" in str(error)
+
+
+def test_a_yaml_text_over_the_size_limit_is_refused_before_parsing():
+    error = apply_to_world("# " + "x" * MAX_TEXT + "\napiVersion: v1\n")
+    assert error is not None and "too large" in str(error)
