@@ -18,8 +18,8 @@ from typing import Any, Mapping
 from labkit.connection import Connection
 from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
 from labkit.model import fields
-from labkit.model.cluster import Change, Cluster, pod_ref
-from labkit.model.manifests import Source, load_documents, parse_document
+from labkit.model.cluster import Cluster, pod_ref
+from labkit.model.manifests import Source, load_documents
 from labkit.probe.matrix import Matrix
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime import registry
@@ -403,16 +403,17 @@ class Lab:
         return explanation
 
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
-        """Run ``argv`` in ``pod`` (its first container unless ``container`` is given)."""
+        """Run ``argv`` in ``pod`` (its first container unless ``container`` is given).
+
+        It does not wait for other calls, nor they for it: a long command (``tcpdump``, a
+        server) may run in a thread while probes and changes go on."""
         self._check_open()
-        with self._lock:
-            return self._runtime.exec(self.cluster.pod(pod).ref, list(argv), container)
+        return self._runtime.exec(self.cluster.pod(pod).ref, list(argv), container)
 
     def logs(self, pod: str, container: str | None = None) -> str:
         """What a pod's container (its first unless ``container`` is given) has written."""
         self._check_open()
-        with self._lock:
-            return self._runtime.logs(self.cluster.pod(pod).ref, container)
+        return self._runtime.logs(self.cluster.pod(pod).ref, container)
 
     def rules(self) -> str:
         """The nftables ruleset in force in the lab's nodes."""

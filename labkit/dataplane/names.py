@@ -19,6 +19,7 @@ POD_IFNAME = "eth0"
 # nftables
 SVC_TABLE = "labkit-svc"         # family ip
 POL_TABLE = "labkit-pol"         # family inet
+GUARD_TABLE = "labkit-guard"     # family bridge: anti-spoofing on each pod's port
 CNI_NETWORK = "labkit"
 
 
@@ -55,6 +56,21 @@ def nft_comment(text: str) -> str:
 def nft_chain(name: str) -> str:
     """A readable chain name, hashed at the end when it would be too long for nft."""
     return _bounded(name, NFT_NAME_MAX)
+
+
+def _ip_hex(ip: str) -> str:
+    return "".join(f"{int(o):02x}" for o in ip.split("."))
+
+
+def pod_port(ip: str) -> str:
+    """The node-side end of a pod's veth (a cni0 port): ``lkp`` + the pod's IPv4 in hex (11 chars)."""
+    return f"lkp{_ip_hex(ip)}"
+
+
+def pod_mac(ip: str) -> str:
+    """The pod's MAC: ``0a:58`` (locally administered) + its IPv4 address, as OVN-Kubernetes gives it."""
+    h = _ip_hex(ip)
+    return "0a:58:" + ":".join(h[i:i + 2] for i in range(0, 8, 2))
 
 
 def cni_container_id(lab: str, pod: str) -> str:

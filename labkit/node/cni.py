@@ -3,7 +3,8 @@
 Request: ``{"command": "ADD"|"DEL"|"CHECK"|"VERSION", "netns": "/proc/PID/ns/net",
 "container_id": "...", "ifname": "eth0", "config": {...}}`` (or ``"bridge": {subnet,
 gateway, address, ...}`` instead of ``config``, built by ``bridge_config``; optional
-``prev_result``, ``cni_path``, ``args``). The plugin named by ``config["type"]`` is looked
+``prev_result``, ``cni_path``, ``args``; with ADD, ``route`` routes the pod through its
+node, see ``wiring``). The plugin named by ``config["type"]`` is looked
 up in CNI_PATH (env, else /usr/lib/cni:/opt/cni/bin), run with the CNI_* environment and
 the config on stdin, in the caller's network namespace (the node's). Reply:
 ``{"result": <plugin JSON or null>}``; a plugin error becomes NodeError carrying the
@@ -18,6 +19,7 @@ import subprocess
 
 from .errors import NodeError
 from .netns import checked_netns
+from .wiring import route_pod
 
 DEFAULT_CNI_PATH = "/usr/lib/cni:/opt/cni/bin"
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION")
@@ -135,4 +137,12 @@ def handle(request):
     result = run_plugin(command, config, netns=netns, container_id=container_id,
                         ifname=ifname, cni_path=_text(request, "cni_path"),
                         args=_text(request, "args"))
-    return {"result": result}
+    answer = {"result": result}
+    if command == "ADD" and isinstance(request.get("route"), dict):
+        try:
+            answer["routed"] = route_pod(netns, ifname, config.get("bridge", "cni0"), result, request["route"])
+        except BaseException:  # all or nothing: the pod is unplugged again
+            run_plugin("DEL", config, netns=netns, container_id=container_id, ifname=ifname,
+                       cni_path=_text(request, "cni_path"), args=_text(request, "args"))
+            raise
+    return answer

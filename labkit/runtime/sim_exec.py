@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import random
 import shlex
-import zlib
 from dataclasses import dataclass
 
+from labkit.dataplane import names
 from labkit.errors import ModelError
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
@@ -89,10 +89,8 @@ class _Context:
 
 # ---------------------------------------------------------------- iproute2
 def _mac(ctx: _Context) -> str:
-    """A stable, locally administered MAC (the CNI bridge plugin picks a random one)."""
-    seed = zlib.crc32(f"{ctx.pod.ref}/{ctx.ip}".encode()).to_bytes(4, "big")
-    octets = [0x62, zlib.crc32(seed) & 0xFF, *seed]
-    return ":".join(f"{o:02x}" for o in octets)
+    """The pod's MAC, as the docker backend sets it (``0a:58`` + the IPv4 address)."""
+    return names.pod_mac(ctx.ip)
 
 
 def _peer_index(ctx: _Context) -> int:
@@ -108,14 +106,13 @@ def _lo(family4: bool) -> list[str]:
 
 
 def _eth0(ctx: _Context, family4: bool) -> list[str]:
-    cidr = addr.node_pod_cidr(ctx.node)
     head = (f"2: eth0@if{_peer_index(ctx)}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP "
             "group default ")
     if family4:
         lines = [head + " link-netnsid 0"]
     else:
         lines = [head, f"    link/ether {_mac(ctx)} brd ff:ff:ff:ff:ff:ff link-netnsid 0"]
-    return lines + [f"    inet {ctx.ip}/{cidr.prefixlen} brd {cidr.broadcast_address} scope global eth0",
+    return lines + [f"    inet {ctx.ip}/32 scope global eth0",  # routed through the node: no on-link subnet
                     "       valid_lft forever preferred_lft forever"]
 
 
@@ -156,9 +153,8 @@ def _ip(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
     if obj in ("r", "route", "ro"):
         if rest not in ([], ["show"], ["list"]):
             return None
-        cidr = addr.node_pod_cidr(ctx.node)
-        return 0, (f"default via {addr.node_gateway(ctx.node)} dev eth0 \n"
-                   f"{cidr} dev eth0 proto kernel scope link src {ctx.ip} \n")
+        gateway = addr.node_gateway(ctx.node)
+        return 0, f"default via {gateway} dev eth0 \n{gateway} dev eth0 scope link \n"
     return None
 
 

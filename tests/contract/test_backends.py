@@ -14,7 +14,6 @@ import pytest
 
 import labkit
 from labkit.errors import BackendError, LabkitError, ModelError, NotFound
-from labkit.probe.matrix import Matrix
 from labkit.runtime import registry
 from labkit.runtime.base import Capabilities, LabInfo
 from labkit.semantics.oracle import Explanation

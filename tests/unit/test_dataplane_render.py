@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from labkit.dataplane import dns, nft_pol, nft_svc, ruleset
+from labkit.dataplane import dns, names, nft_guard, nft_pol, nft_svc, ruleset
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.manifests import parse
@@ -150,12 +150,36 @@ def test_same_model_gives_byte_identical_text(world):
     assert dns.render(shuffled(c)) == dns.render(c)
 
 
-def test_transaction_replaces_both_tables_atomically(world):
+def test_transaction_replaces_every_table_atomically(world):
     text = ruleset.render(world, 1)
-    assert text.splitlines()[:4] == ["add table ip labkit-svc", "delete table ip labkit-svc",
-                                     "add table inet labkit-pol", "delete table inet labkit-pol"]
-    assert text.count("table ip labkit-svc {") == 1 and text.count("table inet labkit-pol {") == 1
-    assert ruleset.delete_all().splitlines() == text.splitlines()[:4]
+    assert text.splitlines()[:6] == ["add table ip labkit-svc", "delete table ip labkit-svc",
+                                     "add table inet labkit-pol", "delete table inet labkit-pol",
+                                     "add table bridge labkit-guard", "delete table bridge labkit-guard"]
+    for table in ("ip labkit-svc", "inet labkit-pol", "bridge labkit-guard"):
+        assert text.count(f"table {table} {{") == 1, table
+    assert ruleset.delete_all().splitlines() == text.splitlines()[:6]
+
+
+def test_every_pod_port_is_guarded_with_its_own_addresses(world):
+    text = nft_guard.render(world, 1)
+    local = sorted(r for r, n in world.pod_nodes.items() if n == 1)
+    assert local
+    for ref in local:
+        ip_, chain = world.pod_ips[ref], nft_guard.guard_chain(ref)
+        port, mac = names.pod_port(ip_), names.pod_mac(ip_)
+        assert f'"{port}" : jump {chain}' in text
+        body = text.split(f"chain {chain} {{", 1)[1].split("\n  }", 1)[0]
+        for rule in (f"ether saddr != {mac} counter drop", f"arp saddr ether != {mac} counter drop",
+                     f"arp saddr ip != {ip_} counter drop", f"ip saddr != {ip_} counter drop",
+                     "ether type != { ip, arp } counter drop"):
+            assert rule in body, (ref, rule)
+    others = [r for r, n in world.pod_nodes.items() if n != 1]
+    assert all(nft_guard.guard_chain(r) not in text for r in others), "another node's pods are not ours"
+
+
+def test_pod_ports_and_macs_follow_from_the_address():
+    assert names.pod_port("10.244.1.5") == "lkp0af40105" and len(names.pod_port("10.244.255.255")) <= 15
+    assert names.pod_mac("10.244.1.5") == "0a:58:0a:f4:01:05"
 
 
 def test_chain_names_are_readable(world):

@@ -12,7 +12,7 @@ import re
 import pytest
 
 import labkit
-from labkit import BackendError, ModelError
+from labkit import ModelError
 from labkit.runtime import sim_exec
 
 HEADER = sim_exec.HEADER
@@ -117,8 +117,9 @@ def test_ip_addr_shows_lo_and_eth0_with_the_pod_ip(lab):
     assert lines[2] == "    inet 127.0.0.1/8 scope host lo"
     assert re.fullmatch(r"2: eth0@if\d+: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP "
                         r"group default ", lines[4])
-    assert re.fullmatch(r"    link/ether ([0-9a-f]{2}:){5}[0-9a-f]{2} brd ff:ff:ff:ff:ff:ff link-netnsid 0", lines[5])
-    assert lines[6] == f"    inet {ip}/24 brd 10.244.1.255 scope global eth0"
+    mac = "0a:58:" + ":".join(f"{int(o):02x}" for o in ip.split("."))
+    assert lines[5] == f"    link/ether {mac} brd ff:ff:ff:ff:ff:ff link-netnsid 0"
+    assert lines[6] == f"    inet {ip}/32 scope global eth0"
     assert lines[7] == "       valid_lft forever preferred_lft forever"
     assert len(lines) == 8 and text.endswith("\n")
 
@@ -135,14 +136,14 @@ def test_ip_dash4_addr_omits_link_lines(lab):
     text = body(lab.exec("x/a", ["ip", "-4", "addr"]))
     assert "link/" not in text
     assert re.search(r"^2: eth0@if\d+: .* state UP group default  link-netnsid 0$", text, re.M)
-    assert f"inet {lab.pod_ip('x/a')}/24 brd" in text and "inet 127.0.0.1/8 scope host lo" in text
+    assert f"inet {lab.pod_ip('x/a')}/32 scope global eth0" in text and "inet 127.0.0.1/8 scope host lo" in text
 
 
 @pytest.mark.parametrize("argv", [["ip", "addr", "show", "eth0"], ["ip", "addr", "show", "dev", "eth0"],
                                   ["ip", "a", "show", "eth0"], ["ip", "-4", "a", "show", "dev", "eth0"]])
 def test_ip_addr_show_eth0_only(lab, argv):
     text = body(lab.exec("x/a", argv))
-    assert text.startswith("2: eth0@if") and " lo:" not in text and f"inet {lab.pod_ip('x/a')}/24" in text
+    assert text.startswith("2: eth0@if") and " lo:" not in text and f"inet {lab.pod_ip('x/a')}/32" in text
 
 
 def test_ip_addr_needs_show_before_a_device_like_iproute2(lab):
@@ -162,12 +163,10 @@ def test_ip_link(lab):
     assert re.search(r"^2: eth0@if\d+: .* state UP mode DEFAULT group default $", text, re.M)
 
 
-def test_ip_route_has_the_default_route_via_the_bridge_and_the_connected_net(lab):
-    ip = lab.pod_ip("x/a")
+def test_ip_route_sends_everything_through_the_nodes_gateway(lab):
     result = lab.exec("x/a", ["ip", "route"])
     assert result.exit_code == 0
-    assert body(result) == (f"default via 10.244.1.1 dev eth0 \n"
-                            f"10.244.1.0/24 dev eth0 proto kernel scope link src {ip} \n")
+    assert body(result) == "default via 10.244.1.1 dev eth0 \n10.244.1.1 dev eth0 scope link \n"
     assert body(lab.exec("x/a", ["ip", "r"])) == body(result) == body(lab.exec("x/a", ["ip", "route", "show"]))
 
 
@@ -177,9 +176,8 @@ def test_ip_route_on_the_second_node():
                    "spec": {"nodeName": "node-2", "containers": [{"name": "app"}]}})
         ip = lab.pod_ip("far")
         assert ip.startswith("10.244.2.")
-        assert body(lab.exec("far", ["ip", "route"])) == (
-            f"default via 10.244.2.1 dev eth0 \n10.244.2.0/24 dev eth0 proto kernel scope link src {ip} \n")
-        assert f"inet {ip}/24 brd 10.244.2.255 scope global eth0" in lab.exec("far", ["ip", "addr"]).output
+        assert body(lab.exec("far", ["ip", "route"])) == "default via 10.244.2.1 dev eth0 \n10.244.2.1 dev eth0 scope link \n"
+        assert f"inet {ip}/32 scope global eth0" in lab.exec("far", ["ip", "addr"]).output
 
 
 # ------------------------------------------------------------------ identity and resolver

@@ -28,6 +28,9 @@ NODE_SYSCTLS = {
     "net.bridge.bridge-nf-call-ip6tables": "1",
     "net.ipv4.icmp_ratelimit": "0",
     "net.ipv4.conf.all.rp_filter": "0",
+    # Pods reach each other through the gateway (routed); a redirect would tell them to go direct.
+    "net.ipv4.conf.all.send_redirects": "0",
+    "net.ipv4.conf.default.send_redirects": "0",
     "net.ipv4.conf.default.rp_filter": "0",
     "net.ipv6.conf.all.disable_ipv6": "1",
     "net.ipv6.conf.default.disable_ipv6": "1",

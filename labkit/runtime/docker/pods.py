@@ -71,6 +71,8 @@ def serve_command(pod: Pod, container: Container) -> list[str]:
 def app_options(pod: Pod, container: Container, lab_image: str) -> dict:
     image = lab_image if container.image == LAB_IMAGE else container.image
     options: dict = {"image": image, "environment": dict(container.env)}
+    if container.cap_drop:
+        options["cap_drop"] = list(container.cap_drop)
     if container.command or container.args:
         options["command"] = list(container.command) + list(container.args)
     elif image == lab_image:
@@ -79,12 +81,16 @@ def app_options(pod: Pod, container: Container, lab_image: str) -> dict:
 
 
 def cni_args(lab: str, cluster: Cluster, ref: str, netns: str) -> dict:
-    """The CNI request for ``ref``: bridge cni0, static IPAM with the model's address."""
+    """The CNI request for ``ref``: bridge cni0, static IPAM with the model's address, then routed
+    through the node's gateway (``labkit.node.wiring``)."""
     index = cluster.pod_nodes[ref]
     cidr = addr.node_pod_cidr(index)
+    ip = cluster.pod_ips[ref]
     return {"netns": netns, "ifname": names.POD_IFNAME, "container_id": names.cni_container_id(lab, ref),
-            "bridge": {"subnet": str(cidr), "gateway": addr.node_gateway(index),
-                       "address": f"{cluster.pod_ips[ref]}/{cidr.prefixlen}"}}
+            "bridge": {"subnet": str(cidr), "gateway": addr.node_gateway(index), "address": f"{ip}/{cidr.prefixlen}"},
+            # routed through the node's gateway, with the port name and MAC the guard table expects
+            "route": {"ip": ip, "gateway": addr.node_gateway(index), "port": names.pod_port(ip),
+                      "mac": names.pod_mac(ip)}}
 
 
 def create(client, lab: str, owner: str, cni: CniState, cluster: Cluster, ref: str, node: NodeContainer,
