@@ -181,10 +181,31 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lab_rows(labs) -> list[str]:
-    rows = [f"{'LAB':<20} {'OWNER':<16} {'BACKEND':<8} {'NODES':>5} {'PODS':>5}  AGE"]
-    rows += [f"{i.name:<20} {i.owner:<16} {i.backend:<8} {i.nodes:>5} {i.pods:>5}  {repr(i).rsplit('up ', 1)[-1][:-1]}"
-             for i in labs]
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def lab_state(info, recorded: set[str]) -> str:
+    """Who keeps a lab alive: a running process, ``labkit up`` (recorded), or nobody (orphaned)."""
+    pids = sorted({int(s.split("-", 1)[0]) for s in info.sessions if s.split("-", 1)[0].isdigit()})
+    living = [p for p in pids if _alive(p)]
+    if living:
+        return f"process {', '.join(map(str, living))}"
+    if info.name in recorded:
+        return "kept by labkit up"
+    return f"ORPHANED: process {', '.join(map(str, pids)) or '?'} ended (labkit down --lab {info.name})"
+
+
+def _lab_rows(labs, recorded: set[str] = frozenset()) -> list[str]:
+    rows = [f"{'LAB':<20} {'OWNER':<16} {'BACKEND':<8} {'NODES':>5} {'PODS':>5} {'AGE':>5}  STATE"]
+    rows += [f"{i.name:<20} {i.owner:<16} {i.backend:<8} {i.nodes:>5} {i.pods:>5} "
+             f"{repr(i).rsplit('up ', 1)[-1][:-1]:>5}  {lab_state(i, recorded)}" for i in labs]
     return rows
 
 
@@ -203,10 +224,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     labs = _known_labs(owner)
     running = {i.name for i in labs}
     stored = [n for n in store.names() if n not in running]
+    recorded = set(store.names())
     if args.json:
-        _out(json.dumps({"labs": [i.to_dict() for i in labs], "recorded_only": stored}, indent=2))
+        _out(json.dumps({"labs": [i.to_dict() | {"state": lab_state(i, recorded)} for i in labs],
+                         "recorded_only": stored}, indent=2))
         return 0
-    _out("\n".join(_lab_rows(labs)))
+    _out("\n".join(_lab_rows(labs, recorded)))
     for name in stored:
         _out(f"{name:<20} (recorded in {store.state_dir()}; simulated, or its containers are gone)")
     return 0

@@ -45,6 +45,13 @@ def _docker(engine: bool) -> list[Check]:
             return out + [Check("capabilities", False, str(exc))]
         out.append(Check("capabilities", True, f"real packets on {caps.where}; up to {caps.max_nodes} nodes; probes "
                          f"{'/'.join(caps.protocols)}" + ("" if caps.sctp else " (this kernel has no SCTP sockets)")))
+        table = backend.neighbour_table()
+        out.append(Check("neighbour table", table is None or table.pods_allowed > 0,
+                         "the engine runs on another machine: its neighbour (ARP) table cannot be read from here"
+                         if table is None else
+                         f"limit {table.limit} (net.ipv4.neigh.default.gc_thresh3, one table for the whole machine: "
+                         f"host, nodes and pods of every lab), {table.entries} in use: room for about "
+                         f"{table.pods_allowed} more lab pods (each needs about two entries); labkit never changes it"))
         mine = backend.list_labs(default_owner())
         out.append(Check("your labs", True, f"{len(mine)} running as {default_owner()}" +
                          (f": {', '.join(i.name for i in mine)}" if mine else "")))

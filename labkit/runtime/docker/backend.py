@@ -13,7 +13,7 @@ from typing import Any
 from labkit.errors import BackendError, NotFound
 from labkit.model.addressing import MAX_NODES
 from labkit.runtime.base import Backend, Capabilities, LabInfo, StepHook, check_owner, replay
-from labkit.runtime.docker import engine, image
+from labkit.runtime.docker import engine, image, neighbours
 from labkit.runtime.docker import labels as lk
 from labkit.runtime.docker.dockerlab import DockerLab
 
@@ -73,6 +73,10 @@ class DockerBackend(Backend):
             self._sctp = output.strip().endswith("yes")
         protocols = PROTOCOLS + (("SCTP",) if self._sctp else ())
         return Capabilities("docker", True, self._sctp, MAX_NODES, protocols, engine.where(self.client))
+
+    def neighbour_table(self) -> neighbours.NeighbourTable | None:
+        """The machine's one neighbour (ARP) table: limit, entries in use, overflows (None: engine elsewhere)."""
+        return neighbours.read(engine.is_local(self.client))
 
     # ------------------------------------------------------------ labs on the engine
     def list_labs(self, owner: str | None = None) -> list[LabInfo]:

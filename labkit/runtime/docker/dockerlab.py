@@ -26,7 +26,7 @@ from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import LabRuntime, ProbeRequest, Readiness, StepHook
-from labkit.runtime.docker import engine, nodes, pods, readiness
+from labkit.runtime.docker import engine, neighbours, nodes, pods, readiness
 from labkit.runtime.docker import labels as lk
 from labkit.semantics import oracle
 
@@ -42,6 +42,7 @@ class DockerLab(LabRuntime):
                  step_hook: StepHook | None = None):
         super().__init__(name, owner, cluster)
         self.client, self.image = client, image
+        self._local = engine.is_local(client)  # the engine's kernel is this machine's
         self.nodes: list[nodes.NodeContainer] = []
         self.pods: dict[str, pods.PodHandle] = {}
         self.internet = None
@@ -112,6 +113,21 @@ class DockerLab(LabRuntime):
             if not current.get("Running"):
                 raise BackendError(f"{node.what} is not running ({current.get('Status')}): nothing was changed; "
                                    "close the lab and start it again")
+
+    def check_pods(self, refs: set[str]) -> None:
+        """The pods' containers all run, else an error naming the first that does not."""
+        self.check_alive()
+        jobs = [(ref, what, container) for ref in sorted(r for r in refs if r in self.pods)
+                for what, container in [("pause container", self.pods[ref].pause),
+                                        *((f"container {n!r}", c) for n, c in self.pods[ref].apps.items())]]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            states = list(pool.map(lambda job: engine.state(job[2]), jobs))
+        for (ref, what, _), current in zip(jobs, states):
+            if not current.get("Running"):
+                raise BackendError(
+                    f"pod {ref} of lab {self.name!r} is not running: its {what} is {current.get('Status')} "
+                    f"(exit code {current.get('ExitCode')}; stopped or killed outside labkit?). Its failed "
+                    "connections say nothing about policies: delete the pod and apply it again, or close the lab")
 
     # ------------------------------------------------------------ changes
     def _step(self, name: str) -> None:
@@ -315,9 +331,18 @@ class DockerLab(LabRuntime):
                                          None if res["ok"] else res.get("error"), False, self._src(r.src), r.dst,
                                          r.port, r.protocol)
 
+        before = neighbours.read(self._local)
         with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
             list(pool.map(run, groups.items()))
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        failed = [r for r in done if not r.ok]
+        if failed:  # a failure must be a verdict of the rules, never a broken lab or a full kernel table
+            note = neighbours.overflow_note(before, neighbours.read(self._local))
+            if note:
+                raise BackendError(note)
+            by_ip = self.cluster.pod_by_ip()
+            self.check_pods({r.src for r in failed} | {by_ip.get(self._dst_ip(r.dst), "") for r in failed})
+        return done
 
     def _app(self, pod: str, container: str | None):
         ref = self.cluster.pod(pod).ref

@@ -47,6 +47,11 @@ def engine_answers(timeout: float = 2.0) -> tuple[bool, str]:
     return True, "a Docker engine answers"
 
 
+def is_local(client) -> bool:
+    """Does the engine run on this machine (a unix socket), so that its kernel is ours?"""
+    return where(client).startswith("unix://")
+
+
 def where(client) -> str:
     """The engine's address, for messages (``unix:///var/run/docker.sock``)."""
     return str(getattr(client.api, "base_url", "") or "the default engine").replace("http+docker://localhost",
@@ -58,6 +63,13 @@ def docker_errors():
     return docker.errors
 
 
+def _create_error(name: str, exc) -> BackendError:
+    if getattr(exc, "status_code", None) == 409:  # the engine's names are unique: the claim failed
+        return BackendError(f"the container name {name} is taken: a lab of this name and owner is running or "
+                            "being started by another process at this moment")
+    return BackendError(f"could not create container {name}: {exc.explanation or exc}")
+
+
 def run(client, name: str, image: str, labels: dict[str, str], **options: Any):
     """Create and start a detached container; a name clash or engine error raises BackendError."""
     errors = docker_errors()
@@ -66,7 +78,7 @@ def run(client, name: str, image: str, labels: dict[str, str], **options: Any):
     except errors.ImageNotFound as exc:
         raise BackendUnavailable(f"image {image!r} is not in the engine: build it with `labkit images build`") from exc
     except errors.APIError as exc:
-        raise BackendError(f"could not create container {name}: {exc.explanation or exc}") from exc
+        raise _create_error(name, exc) from exc
     try:
         container.start()
     except BaseException as exc:  # never leave a created-but-not-started container behind
@@ -86,8 +98,13 @@ def run_unconfined_paths(client, name: str, image: str, labels: dict[str, str], 
     try:
         host_config = api.create_host_config(**host_options)
         host_config["MaskedPaths"], host_config["ReadonlyPaths"] = [], []
-        cid = api.create_container(image, command, name=name, hostname=hostname, labels=labels,
-                                   host_config=host_config)["Id"]
+        try:
+            cid = api.create_container(image, command, name=name, hostname=hostname, labels=labels,
+                                       host_config=host_config)["Id"]
+        except errors.ImageNotFound:
+            raise
+        except errors.APIError as exc:
+            raise _create_error(name, exc) from exc
         container = client.containers.get(cid)
         container.start()
         return container

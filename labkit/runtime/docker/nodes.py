@@ -76,8 +76,11 @@ def start_nodes(client, lab: str, owner: str, image: str, count: int, version: s
                                         command=["sleep", "infinity"], hostname=node, **NODE_OPTIONS)
         return NodeContainer(i, c, engine.pid(c), lab)
 
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        nodes = list(pool.map(one, range(1, count + 1)))
+    # node-1 first, alone: creating its container (a name only one lab can hold) claims the
+    # lab's name atomically, so two processes starting the same lab cannot both half-succeed.
+    nodes = [one(1)]
+    with ThreadPoolExecutor(max_workers=max(1, count - 1)) as pool:
+        nodes += list(pool.map(one, range(2, count + 1)))
     with ThreadPoolExecutor(max_workers=count) as pool:
         list(pool.map(lambda n: engine.agent(client, n.id, "sysctl", {"values": NODE_SYSCTLS}, what=n.what), nodes))
     return nodes
