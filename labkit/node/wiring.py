@@ -11,7 +11,8 @@ real CNI has too (Calico routes every pod through the node the same way):
   address in hex) follow from the address, so the node's anti-spoofing rules can be
   rendered from the model alone.
 
-Request part (in ``cni`` ADD): ``"route": {"ip", "gateway", "port", "mac"}``. The pod's
+Request part (in ``cni`` ADD): ``"route": {"ip", "gateway", "port", "mac", "gateway_mac"?}``
+(``gateway_mac`` fixes the bridge's own MAC, which otherwise follows its ports). The pod's
 namespace is entered with ``nsenter`` after ``checked_netns`` refused the host's.
 """
 
@@ -59,6 +60,11 @@ def check(spec):
 def route_pod(netns, ifname, bridge, result, spec):
     """Rename the node-side port, give the pod its MAC and a /32 routed through the gateway."""
     ip, gateway, port, mac = check(spec)
+    gateway_mac = spec.get("gateway_mac")
+    if gateway_mac is not None:  # fixed, so it never changes as ports come and go (and reads the same everywhere)
+        if not isinstance(gateway_mac, str) or not _MAC.match(gateway_mac):
+            raise NodeError("route.gateway_mac: must look like 0a:58:0a:f4:01:01, got %r" % (gateway_mac,))
+        _ip(["link", "set", "dev", bridge, "address", gateway_mac])
     veth = host_port(result, bridge)
     if veth != port:
         _ip(["link", "set", "dev", veth, "down"])

@@ -150,6 +150,11 @@ def _ip(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
         lines = (_lo(family4) if wanted in (None, "lo") else []) + (
             _eth0(ctx, family4) if wanted in (None, "eth0") else [])
         return 0, "\n".join(lines) + "\n"
+    if obj in ("n", "neigh", "neighbor", "neighbour"):
+        if rest not in ([], ["show"], ["list"]):
+            return None
+        gateway = addr.node_gateway(ctx.node)  # routed through the node: the only neighbour a pod has
+        return 0, f"{gateway} dev eth0 lladdr {names.pod_mac(gateway)} REACHABLE \n"
     if obj in ("r", "route", "ro"):
         if rest not in ([], ["show"], ["list"]):
             return None

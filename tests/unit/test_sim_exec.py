@@ -163,6 +163,10 @@ def test_ip_link(lab):
     assert re.search(r"^2: eth0@if\d+: .* state UP mode DEFAULT group default $", text, re.M)
 
 
+def test_ip_neigh_holds_only_the_gateway(lab):
+    assert body(lab.exec("x/a", ["ip", "neigh"])) == "10.244.1.1 dev eth0 lladdr 0a:58:0a:f4:01:01 REACHABLE \n"
+
+
 def test_ip_route_sends_everything_through_the_nodes_gateway(lab):
     result = lab.exec("x/a", ["ip", "route"])
     assert result.exit_code == 0
@@ -331,7 +335,7 @@ def test_curl_agrees_with_probes(lab):
 
 
 # ------------------------------------------------------------------ everything else
-@pytest.mark.parametrize("argv", [["ps"], ["touch", "/tmp/ready"], ["ip", "-6", "addr"], ["ip", "neigh"],
+@pytest.mark.parametrize("argv", [["ps"], ["touch", "/tmp/ready"], ["ip", "-6", "addr"], ["ip", "neigh", "flush", "all"],
                                   ["cat", "/etc/hosts"], ["curl", "https://web/"], ["curl", "-v", "http://web/"],
                                   ["nslookup", "web", "8.8.8.8"], ["hostname", "-f"], []])
 def test_anything_else_exits_127_and_names_the_docker_backend(lab, argv):

@@ -1,8 +1,9 @@
 """The sim backend's ``lab.exec`` answers match what the real tools print on the docker backend.
 
 Same world, same commands on both backends; the outputs must be equal once the simulated
-header is dropped and what is random by nature (MAC addresses, veth interface numbers,
-elapsed milliseconds) is masked. Needs a Docker engine and the lab image (marked docker).
+header is dropped and what varies by nature (veth interface numbers, elapsed milliseconds,
+how fresh an ARP entry is) is masked; MACs follow from addresses, so they must match too.
+Needs a Docker engine and the lab image (marked docker).
 """
 from __future__ import annotations
 
@@ -92,13 +93,14 @@ COMMANDS = [
     ("x/c", None, ["curl", "-sS", "-m", "1", "http://web/"]),
     ("x/c", None, ["curl", "-sS", "-m", "1", f"http://{B_IP}/"]),
     ("x/c", None, ["curl", "-sS", "--connect-timeout", "1", f"http://{B_IP}/"]),
+    ("x/a", None, ["ip", "neigh"]), ("x/c", None, ["ip", "neigh", "show"]),
 ]
 
 
 def normalise(text: str) -> str:
     text = text[len(HEADER) + 1:] if text.startswith(HEADER + "\n") else text
-    text = re.sub(r"link/ether \S+", "link/ether <MAC>", text)
-    text = re.sub(r"@if\d+", "@if<N>", text)
+    text = re.sub(r"@if\d+", "@if<N>", text)  # MACs are not masked: they follow from the addresses
+    text = re.sub(r" (REACHABLE|STALE|DELAY|PROBE) $", " <NUD> ", text, flags=re.M)  # how fresh: timing
     return re.sub(r"after \d+ (ms|milliseconds)", r"after <T> \1", text)
 
 

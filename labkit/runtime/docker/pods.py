@@ -90,7 +90,7 @@ def cni_args(lab: str, cluster: Cluster, ref: str, netns: str) -> dict:
             "bridge": {"subnet": str(cidr), "gateway": addr.node_gateway(index), "address": f"{ip}/{cidr.prefixlen}"},
             # routed through the node's gateway, with the port name and MAC the guard table expects
             "route": {"ip": ip, "gateway": addr.node_gateway(index), "port": names.pod_port(ip),
-                      "mac": names.pod_mac(ip)}}
+                      "mac": names.pod_mac(ip), "gateway_mac": names.pod_mac(addr.node_gateway(index))}}
 
 
 def create(client, lab: str, owner: str, cni: CniState, cluster: Cluster, ref: str, node: NodeContainer,
