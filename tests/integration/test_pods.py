@@ -104,7 +104,7 @@ def test_one_ip_per_pod_equal_to_pod_ip(lab):
         assert addresses == [("eth0", lab.pod_ip(ref))], addresses
     assert lab.pod_ip("duo") != lab.pod_ip("team/solo")
     eth0 = lab.exec("duo", ["ip", "-4", "addr", "show", "eth0"]).output
-    assert f"inet {lab.pod_ip('duo')}/24" in eth0
+    assert f"inet {lab.pod_ip('duo')}/32 scope global eth0" in eth0  # routed through the node: no on-link /24
 
 
 def test_default_route_via_the_node_gateway(lab):
