@@ -286,6 +286,36 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from labkit.runtime import registry  # noqa: PLC0415
+    from labkit.server.app import LabServer, Limits  # noqa: PLC0415
+    from labkit.server.http import UnixHTTPServer  # noqa: PLC0415
+    backend = registry.create("docker")
+    backend.image()  # fail now, with the fix, rather than at the first learner's lab
+    if args.remove_all_labs_at_start:
+        _err(f"removed {backend.remove_every_lab()} container(s) of labs left by an earlier server")
+    app = LabServer(backend, Limits(args.labs_per_owner, args.pods_per_lab, tuple(args.allow_image)))
+    server = UnixHTTPServer(args.socket, app)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, name="labkit-serve", daemon=True)
+    thread.start()
+    _err(f"labkit serve: labs for every user on unix://{args.socket} (engine {backend.capabilities().where}); "
+         "Ctrl-C or SIGTERM stops it and removes its labs")
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.close_all()
+        backend.close()
+    return 0
+
+
 def cmd_images(args: argparse.Namespace) -> int:
     from labkit.runtime import registry  # noqa: PLC0415
     if args.offline and args.base:
@@ -313,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"labkit {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--lab", default="lab", help="lab name (default: lab)")
-    common.add_argument("--backend", default="auto", choices=("auto", "docker", "sim"))
+    common.add_argument("--backend", default="auto", choices=("auto", "docker", "sim", "remote"))
     common.add_argument("--nodes", type=int, default=1, help="number of nodes for a new lab")
     common.add_argument("--json", action="store_true", help="print data as JSON")
     files = argparse.ArgumentParser(add_help=False)
@@ -360,6 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--yes", action="store_true", help="confirm")
     admin.set_defaults(func=cmd_admin)
     add("doctor", cmd_doctor, "what this machine offers labkit")
+    sp = sub.add_parser("serve", help="the lab server: runs every user's labs on one engine (a classroom)")
+    sp.add_argument("--socket", default="/run/labkit/server.sock", help="unix socket to listen on")
+    sp.add_argument("--labs-per-owner", type=int, default=3)
+    sp.add_argument("--pods-per-lab", type=int, default=40)
+    sp.add_argument("--allow-image", action="append", default=[], help="an image manifests may name (repeatable)")
+    sp.add_argument("--remove-all-labs-at-start", action="store_true",
+                    help="remove every lab on the engine first (the engine must be this server's own)")
+    sp.set_defaults(func=cmd_serve)
     images = sub.add_parser("images", help="the lab image").add_subparsers(dest="images_command", required=True)
     sp = images.add_parser("build", help="build the lab image into the Docker engine (when missing or stale)")
     how = sp.add_mutually_exclusive_group()

@@ -60,11 +60,29 @@ def _docker(engine: bool) -> list[Check]:
         backend.close()
 
 
+def _server() -> list[Check]:
+    """The lab server named by LABKIT_SERVER, if any: whether it answers, and as whom."""
+    address = os.environ.get(registry.SERVER_ENV, "").strip()
+    if not address:
+        return []
+    from labkit.errors import LabkitError  # noqa: PLC0415
+    try:
+        backend = registry.create("remote")
+        me = backend.whoami()
+        caps = backend.capabilities()
+    except LabkitError as exc:
+        return [Check("lab server", False, f"{address}: {exc}")]
+    return [Check("lab server", True, f"{address} answers; you are {me['owner']} with {me['labs']} lab(s) "
+                  f"(at most {me['limits']['labs_per_owner']}, {me['limits']['pods_per_lab']} pods each); "
+                  f"{'real packets' if caps.real_packets else 'simulated'} on {caps.where}")]
+
+
 def checks() -> list[Check]:
     out = [Check("python", sys.version_info >= (3, 10), f"{platform.python_version()} ({sys.executable})"),
            Check("sim backend", True, "always available: results come from the oracle, marked simulated")]
     out += [_package("docker", "docker"), _package("ipywidgets", "widgets"),
             _package("matplotlib", "viz"), _package("jupyterlab", "lab")]
+    out += _server()
     engine, why = registry.engine_answers()
     out.append(Check("docker engine", engine, why if engine else
                      f"{why}; on Linux as root, environments/start-dockerd.sh starts one"))

@@ -11,7 +11,7 @@ a pure function of the model.
 """
 from __future__ import annotations
 
-from labkit.dataplane import names
+from labkit.dataplane import names, nft_pol
 from labkit.dataplane.names import GUARD_TABLE
 from labkit.model.cluster import Cluster
 
@@ -21,6 +21,11 @@ SPOOFED_SOURCE = "spoofed source address"  # the comment of the IPv4 rule, found
 def guard_chain(ref: str) -> str:
     ns, name = ref.split("/")
     return names.nft_chain(f"guard_{ns}_{name}")
+
+
+def find_rule(listing: str, chain: str, what: str) -> str | None:
+    """The rule of a pod's guard chain whose comment ends with ``what`` (e.g. ``SPOOFED_SOURCE``)."""
+    return next((line for line in nft_pol.chain_rules(listing, chain) if line.endswith(f': {what}"')), None)
 
 
 def _ip_key(ip: str) -> tuple[int, ...]:

@@ -11,7 +11,8 @@ import os
 from labkit.errors import ModelError
 from labkit.runtime.base import Backend
 
-BACKENDS = ("auto", "docker", "sim")
+BACKENDS = ("auto", "docker", "sim", "remote")
+SERVER_ENV = "LABKIT_SERVER"  # a lab server's socket: backend="auto" then uses it
 
 
 def engine_answers(timeout: float = 2.0) -> tuple[bool, str]:
@@ -34,6 +35,8 @@ def choose(requested: str) -> tuple[str, str]:
         requested = env
     if requested != "auto":
         return requested, f"backend {requested} (as requested)"
+    if os.environ.get(SERVER_ENV, "").strip():
+        return "remote", f"backend remote: the lab server at {os.environ[SERVER_ENV].strip()} (real packets)"
     ok, why = engine_answers()
     if ok:
         return "docker", f"backend docker: {why}"
@@ -48,4 +51,10 @@ def create(name: str, **options) -> Backend:
     if name == "docker":
         from labkit.runtime.docker import DockerBackend  # noqa: PLC0415
         return DockerBackend(**options)
+    if name == "remote":
+        from labkit.runtime.remote import RemoteBackend  # noqa: PLC0415
+        address = options.pop("address", None) or os.environ.get(SERVER_ENV, "").strip()
+        if not address:
+            raise ModelError(f"backend='remote' needs a lab server: set {SERVER_ENV}=unix:///path/to/labkit.sock")
+        return RemoteBackend(address, **options)
     raise ModelError(f"backend={name!r}: choose one of {', '.join(b for b in BACKENDS if b != 'auto')}")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +19,14 @@ import labkit
 from labkit.errors import BackendError, LabkitError, ModelError, NotFound
 from labkit.runtime import registry
 from labkit.runtime.base import Capabilities, LabInfo
+from labkit.server.app import LabServer, Limits
+from labkit.server.http import UnixHTTPServer
 from labkit.semantics.oracle import Explanation
 from labkit.semantics.services import Endpoint
 
-BACKENDS = [pytest.param("sim", id="sim"), pytest.param("docker", id="docker", marks=pytest.mark.docker)]
-OWNER, OTHER = "contract-a", "contract-b"
+BACKENDS = [pytest.param("sim", id="sim"), pytest.param("docker", id="docker", marks=pytest.mark.docker),
+            pytest.param("remote", id="remote", marks=pytest.mark.docker)]
+OWNER, OTHER, THIRD = "contract-a", "contract-b", "contract-c"
 
 WORLD = """
 apiVersion: v1
@@ -63,15 +68,55 @@ spec:
 """
 
 
+class Backends:
+    """The backend each owner talks to. sim and docker: one object for everyone (the caller names
+    the owner). remote: a lab server in this process with one socket per owner, each socket's
+    identity fixed (on one machine the server reads it from the socket's peer credentials;
+    ``tests/integration/test_lab_server.py`` checks that with real Unix users)."""
+
+    def __init__(self, kind: str, tmp: Path):
+        self.kind, self._made, self._servers = kind, {}, []
+        if kind == "remote":
+            self._engine = registry.create("docker")
+            self._app = LabServer(self._engine, Limits(labs_per_owner=5, pods_per_lab=20))
+            for owner in (OWNER, OTHER, THIRD):
+                path = str(tmp / f"{owner}.sock")
+                server = UnixHTTPServer(path, self._app, identify=lambda sock, who=owner: who)
+                threading.Thread(target=server.serve_forever, daemon=True).start()
+                self._servers.append(server)
+                self._made[owner] = registry.create("remote", address=path)
+        else:
+            shared = registry.create(kind)
+            self._made = {owner: shared for owner in (OWNER, OTHER, THIRD)}
+
+    def __call__(self, owner: str = OWNER):
+        return self._made[owner]
+
+    def close(self) -> None:
+        for owner in (OWNER, OTHER):  # a failed test must not leave its labs behind
+            self(owner).remove_labs(owner)
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        if self.kind == "remote":
+            self._app.close_all()
+            self._engine.close()
+        for backend in set(self._made.values()):
+            backend.close()
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request):
-    made = registry.create(request.param)
+def backends(request, tmp_path_factory):
+    made = Backends(request.param, tmp_path_factory.mktemp("sockets"))
     try:
         yield made
     finally:
-        for owner in (OWNER, OTHER):  # a failed test must not leave its labs behind
-            made.remove_labs(owner)
         made.close()
+
+
+@pytest.fixture
+def backend(backends):
+    return backends(OWNER)
 
 
 @pytest.fixture
@@ -88,6 +133,7 @@ def roundtrip(value):
 def test_capabilities_say_what_the_backend_does(backend):
     caps = backend.capabilities()
     assert isinstance(caps, Capabilities) and caps.backend == backend.name
+    assert caps.where
     assert caps.real_packets is (not backend.simulated) and caps.simulated is backend.simulated
     assert {"TCP", "UDP"} <= set(caps.protocols) and ("SCTP" in caps.protocols) is caps.sctp
     assert caps.max_nodes >= 2 and caps.where
@@ -118,16 +164,18 @@ def test_life_cycle_list_attach_and_close(backend):
     lab.close()  # twice is fine
 
 
-def test_another_owners_lab_is_not_found_and_survives_removal_by_owner(backend):
+def test_another_owners_lab_is_not_found_and_survives_removal_by_owner(backends):
+    backend = backends(OWNER)
     mine = labkit.Lab("shared-name", backend=backend, owner=OWNER)
-    theirs = labkit.Lab("shared-name", backend=backend, owner=OTHER)  # same name, another owner: no clash
+    theirs = labkit.Lab("shared-name", backend=backends(OTHER), owner=OTHER)  # same name, another owner: no clash
     try:
         theirs.apply(WORLD)
         with pytest.raises(NotFound):
             labkit.Lab.attach("nobody", [], backend=backend, owner=OWNER)
-        assert backend.remove_lab("shared-name", "contract-c") == 0  # not that owner's: nothing goes
+        assert backends(THIRD).remove_lab("shared-name", THIRD) == 0  # not that owner's: nothing goes
         assert backend.remove_labs(OWNER) > 0
-        assert {i.owner for i in backend.list_labs() if i.name == "shared-name"} == {OTHER}
+        assert "shared-name" not in {i.name for i in backend.list_labs(OWNER)}
+        assert [i.owner for i in backends(OTHER).list_labs(OTHER) if i.name == "shared-name"] == [OTHER]
         assert theirs.probe("x/a", "x/b").answered_by == "x/b"  # still running, untouched
     finally:
         mine.close()

@@ -129,6 +129,8 @@ def test_a_forged_source_address_never_arrives(lab, attacker, kind, port):
         attacker, ["python3", "-c", RAW, kind, a, b, str(port)]))
     assert packets(dump) == [], f"x/b received packets forged by {attacker}: {dump}"
     assert guard_drops(lab, attacker, "spoofed source address") >= before + 3
+    chains = lab.explain(attacker, "x/b").chains  # explain shows the rule that stopped them, with its counter
+    assert any("labkit-guard" in c and "spoofed source address" in c for c in chains), chains
     # the same packet with the attacker's own address is let through to the policy (which drops it)
     own = lab.exec(attacker, ["python3", "-c", RAW, kind, lab.pod_ip(attacker), b, str(port)])
     assert own.ok and "sent" in own.output

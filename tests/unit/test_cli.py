@@ -255,6 +255,19 @@ def test_down_all(capsys, files):
     assert "was not up" in run(capsys, "down", "--lab", "unit-one")[1]
 
 
+@pytest.mark.parametrize("name", ["../victim", "/etc/passwd", "a/b", "UPPER", "x" * 64, ""])
+@pytest.mark.parametrize("command", [["down", "--lab"], ["up", "--lab"], ["rules", "--lab"], ["apply", "-f", "w", "--lab"]])
+def test_a_lab_name_is_checked_before_it_touches_a_file(capsys, tmp_path, command, name):
+    victim = tmp_path / "victim.json"
+    victim.write_text("{}")
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    code, _, err = run(capsys, *command, name)
+    assert code != 0 and ("not a valid name" in err or "lab name" in err or "error" in err), err
+    assert victim.read_text() == "{}"  # nothing outside the state folder was read or removed
+    assert sorted(p.name for p in state.iterdir()) == []
+
+
 # ------------------------------------------------------------------ doctor and version
 def test_doctor_runs(capsys):
     code, out, _ = run(capsys, "doctor")

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from labkit import __version__
-from labkit.dataplane import conntrack, dns, names, nft_pol, ruleset
+from labkit.dataplane import conntrack, dns, names, nft_guard, nft_pol, ruleset
 from labkit.errors import BackendError, BackendUnavailable, CommandError, ModelError
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
@@ -396,6 +396,13 @@ class DockerLab(LabRuntime):
                         "model (a labkit bug: please report it with lab.rules())")
             via = f"{entry} -> {chain}" if chain != entry else entry
             out.append(f"{addr.node_name(node)}: inet {names.POL_TABLE} {via}: {rule}")
+        if explanation.src in self.cluster.pods:  # has this pod tried to send as another? (anti-spoofing)
+            node = self.cluster.pod_nodes[explanation.src]
+            chain = nft_guard.guard_chain(explanation.src)
+            listing = self._listing(self.nodes[node - 1], [f"bridge {names.GUARD_TABLE}"])
+            rule = nft_guard.find_rule(listing, chain, nft_guard.SPOOFED_SOURCE)
+            if rule and " packets 0 " not in rule:  # shown once it has dropped something
+                out.append(f"{addr.node_name(node)}: bridge {names.GUARD_TABLE} {chain}: {rule}")
         return out
 
     def connect(self, src: str, dst: str, port: int, timeout: float):

@@ -1,0 +1,203 @@
+"""The lab server on one machine, with real Unix users: each learner's labs run on the
+server's engine, owned by the Unix user the kernel says is calling (peer credentials), and
+nobody but the server can talk to the engine.
+
+The test creates two throw-away users and removes them again. Each learner is a child of
+this process that has dropped to that user (fork, then setgid/setuid): it already has labkit
+imported, so it needs no access to this checkout or its Python.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import pytest
+
+import labkit
+from labkit.errors import LabkitError
+from tests.integration.helpers import LAB_LABEL, pod_doc, python_env, wait_until
+
+pytestmark = pytest.mark.docker
+if not hasattr(os, "fork") or os.geteuid() != 0:
+    pytestmark = [pytestmark, pytest.mark.skip(reason="needs root to create Unix users and drop to them")]
+
+PRIVILEGED = pod_doc("root-me", containers=[{"name": "app", "securityContext": {"privileged": True}}])
+FOREIGN = pod_doc("foreign", containers=[{"name": "app", "image": "busybox"}])
+
+
+def containers(lab: str, owner: str) -> list[str]:
+    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label={LAB_LABEL}={lab}", "--filter",
+                          f"label=io.labkit.owner={owner}", "--format", "{{.Names}}"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def users():
+    names = [f"lkt{os.getpid() % 100000}{who}" for who in ("a", "b")]
+    for name in names:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True,
+                       capture_output=True)
+    try:
+        yield names
+    finally:
+        for name in names:
+            subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def server(users):
+    folder = tempfile.mkdtemp(prefix="labkit-server-")  # pytest's own tmp is 0700: learners must reach in
+    os.chmod(folder, 0o755)
+    sock = os.path.join(folder, "labkit.sock")
+    proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--socket", sock, "--labs-per-owner", "2",
+                             "--pods-per-lab", "4"], env=python_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: os.path.exists(sock), 60), proc.stderr.read() if proc.poll() is not None else ""
+        yield sock, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_user(user: str, sock: str, job: Callable[[], object]) -> dict:
+    """Run ``job`` in a child process that is ``user`` (no other groups); returns what it returned
+    (JSON) or the LabkitError it raised, as {"error": type, "message": ...}."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the learner
+        code = 0
+        try:
+            os.close(read)
+            entry = pwd.getpwnam(user)
+            os.setgroups([])
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            os.environ.update({"LABKIT_SERVER": f"unix://{sock}", "LABKIT_OWNER": user, "HOME": "/tmp"})
+            try:
+                answer = {"value": job()}
+            except LabkitError as exc:
+                answer = {"error": type(exc).__name__, "message": str(exc)}
+            except OSError as exc:
+                answer = {"oserror": exc.errno, "message": str(exc)}
+            os.write(write, json.dumps(answer, default=str).encode())
+        except BaseException:  # noqa: BLE001 - a child must never return into pytest
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, f"the child as {user} failed"
+    answer = json.loads(b"".join(chunks) or b"{}")
+    assert "value" in answer, f"as {user}: {answer}"
+    return answer
+
+
+def test_a_learner_gets_real_packets_as_themselves_and_never_the_engine(server, users):
+    sock, _ = server
+    alice, bob = users
+
+    def alice_works():
+        lab = labkit.Lab("mine", nodes=2)  # backend="auto": LABKIT_SERVER makes it the lab server
+        lab.detach()  # kept running for the checks below
+        lab = labkit.Lab.attach("mine", [])
+        lab.apply([pod_doc("a"), pod_doc("b")])
+        probe = lab.probe("a", "default/b")
+        out = {"backend": lab.backend_name, "owner": lab.owner, "probe": probe.to_dict(), "simulated": lab.simulated,
+               "caps": lab.capabilities.to_dict(), "history": lab.history}
+        lab.detach()  # a Lab object that goes closes its lab: this one stays for the checks below
+        return out
+
+    got = as_user(alice, sock, alice_works)["value"]
+    doctor = as_user(alice, sock, lambda: [c.detail for c in __import__("labkit.doctor").doctor.checks()
+                                           if c.name == "lab server"])["value"]
+    assert doctor and f"you are {alice} with 1 lab(s)" in doctor[0], doctor
+    assert got["backend"] == "remote" and got["simulated"] is False
+    assert got["probe"]["ok"] and got["probe"]["answered_by"] == "default/b" and got["probe"]["latency_ms"]
+    assert got["caps"]["real_packets"] and "lab server" in got["caps"]["where"]
+    assert len(containers("mine", alice)) > 4  # on the server's engine, labelled with alice's Unix name
+
+    def bob_tries():
+        remote = labkit.runtime.registry.create("remote")
+        seen = [i.name for i in remote.list_labs()]
+        outcomes = {"seen": seen}
+        for name, call in (("attach", lambda: labkit.Lab.attach("mine", [])),
+                           ("remove", lambda: remote.remove_lab("mine", alice)),
+                           ("remove-all", lambda: remote.remove_labs(alice))):
+            try:
+                outcomes[name] = repr(call())
+            except LabkitError as exc:
+                outcomes[name] = f"{type(exc).__name__}: {exc}"
+        try:
+            socket_ = __import__("socket").socket(__import__("socket").AF_UNIX)
+            socket_.connect("/var/run/docker.sock")
+            outcomes["engine"] = "connected"
+        except OSError as exc:
+            outcomes["engine"] = f"refused: {exc.strerror}"
+        return outcomes
+
+    bob_saw = as_user(bob, sock, bob_tries)["value"]
+    assert bob_saw["seen"] == []
+    assert bob_saw["attach"].startswith("NotFound") and f"of {bob}" in bob_saw["attach"]
+    assert bob_saw["remove"] == "0" and bob_saw["remove-all"] == "0"
+    assert bob_saw["engine"].startswith("refused"), bob_saw["engine"]  # a learner never gets the engine
+    assert len(containers("mine", alice)) > 4  # alice's lab is untouched
+
+    def alice_again():
+        lab = labkit.Lab.attach("mine", got["history"])
+        out = {"probe": lab.probe("b", "default/a").ok, "rules": "labkit-guard" in lab.rules()}
+        for name, docs in (("privileged", [PRIVILEGED]), ("foreign", [FOREIGN]),
+                           ("too-many", [pod_doc(f"p{i}") for i in range(3)])):
+            try:
+                lab.apply(docs)
+                out[name] = "applied"
+            except LabkitError as exc:
+                out[name] = f"{type(exc).__name__}: {exc}"
+        out["pods"] = lab.pods
+        lab.close()
+        return out
+
+    again = as_user(alice, sock, alice_again)["value"]
+    assert again["probe"] is True
+    assert "spec.containers[0].securityContext.privileged" in again["privileged"]
+    assert "spec.containers[0].image" in again["foreign"] and "allow-list" in again["foreign"]
+    assert again["too-many"].startswith("Refused") and "allows 4" in again["too-many"]
+    assert again["pods"] == ["default/a", "default/b"]
+    assert wait_until(lambda: containers("mine", alice) == [], 30)
+
+
+def test_labs_per_learner_are_limited_and_a_stopped_server_leaves_nothing(server, users):
+    sock, proc = server
+    alice, _ = users
+
+    def three_labs():
+        out = []
+        for name in ("one", "two", "three"):
+            try:
+                labkit.Lab(name).detach()
+                out.append("started")
+            except LabkitError as exc:
+                out.append(f"{type(exc).__name__}: {exc}")
+        return out
+
+    got = as_user(alice, sock, three_labs)["value"]
+    assert got[:2] == ["started", "started"] and got[2].startswith("Refused") and "close one first" in got[2]
+    assert containers("one", alice) and containers("two", alice)
+    proc.send_signal(signal.SIGTERM)  # the server stops: it removes the labs it ran
+    proc.wait(timeout=120)
+    assert containers("one", alice) == [] and containers("two", alice) == []
+    time.sleep(0.1)
