@@ -168,16 +168,16 @@ def _engine():
 def cmd_down(args: argparse.Namespace) -> int:
     owner = default_owner()
     targets = store.names() if args.all else [args.lab]
-    for name in targets:
-        _out(f"lab {name!r} removed" if store.remove(name) else f"lab {name!r} was not up")
     backend = _engine()
-    if backend is not None:
+    if backend is not None:  # the containers first: the record goes only once they have
         try:
             removed = backend.remove_labs(owner) if args.all else backend.remove_lab(args.lab, owner)
         finally:
             backend.close()
         if removed:
             _out(f"removed {removed} labelled container(s) of {owner}")
+    for name in targets:
+        _out(f"lab {name!r} removed" if store.remove(name) else f"lab {name!r} was not up")
     return 0
 
 
@@ -191,8 +191,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def lab_state(info, recorded: set[str]) -> str:
-    """Who keeps a lab alive: a running process, ``labkit up`` (recorded), or nobody (orphaned)."""
+def lab_state(info, recorded: set[str], local: bool = True) -> str:
+    """Who keeps a lab alive: a running process, ``labkit up`` (recorded), or nobody (orphaned).
+    Processes are only looked for when the engine is on this machine."""
+    if not local:
+        return "kept by labkit up" if info.name in recorded else "(engine elsewhere: its process cannot be seen)"
     pids = sorted({int(s.split("-", 1)[0]) for s in info.sessions if s.split("-", 1)[0].isdigit()})
     living = [p for p in pids if _alive(p)]
     if living:
@@ -202,34 +205,35 @@ def lab_state(info, recorded: set[str]) -> str:
     return f"ORPHANED: process {', '.join(map(str, pids)) or '?'} ended (labkit down --lab {info.name})"
 
 
-def _lab_rows(labs, recorded: set[str] = frozenset()) -> list[str]:
+def _lab_rows(labs, recorded: set[str] = frozenset(), local: bool = True) -> list[str]:
     rows = [f"{'LAB':<20} {'OWNER':<16} {'BACKEND':<8} {'NODES':>5} {'PODS':>5} {'AGE':>5}  STATE"]
     rows += [f"{i.name:<20} {i.owner:<16} {i.backend:<8} {i.nodes:>5} {i.pods:>5} "
-             f"{repr(i).rsplit('up ', 1)[-1][:-1]:>5}  {lab_state(i, recorded)}" for i in labs]
+             f"{repr(i).rsplit('up ', 1)[-1][:-1]:>5}  {lab_state(i, recorded, local)}" for i in labs]
     return rows
 
 
 def _known_labs(owner: str | None):
+    """The labs on the engine (of ``owner``), and whether that engine is on this machine."""
     backend = _engine()
     if backend is None:
-        return []
+        return [], True
     try:
-        return backend.list_labs(owner)
+        return backend.list_labs(owner), backend.local
     finally:
         backend.close()
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     owner = default_owner()
-    labs = _known_labs(owner)
+    labs, local = _known_labs(owner)
     running = {i.name for i in labs}
     stored = [n for n in store.names() if n not in running]
     recorded = set(store.names())
     if args.json:
-        _out(json.dumps({"labs": [i.to_dict() | {"state": lab_state(i, recorded)} for i in labs],
+        _out(json.dumps({"labs": [i.to_dict() | {"state": lab_state(i, recorded, local)} for i in labs],
                          "recorded_only": stored}, indent=2))
         return 0
-    _out("\n".join(_lab_rows(labs, recorded)))
+    _out("\n".join(_lab_rows(labs, recorded, local)))
     for name in stored:
         _out(f"{name:<20} (recorded in {store.state_dir()}; simulated, or its containers are gone)")
     return 0
@@ -237,8 +241,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_admin(args: argparse.Namespace) -> int:
     if args.admin_command == "list":
-        labs = _known_labs(None)
-        _out(json.dumps([i.to_dict() for i in labs], indent=2) if args.json else "\n".join(_lab_rows(labs)))
+        labs, local = _known_labs(None)
+        _out(json.dumps([i.to_dict() for i in labs], indent=2) if args.json else
+             "\n".join(_lab_rows(labs, set(store.names()), local)))
         return 0
     if not args.yes:
         raise LabkitError("remove-every-lab removes the labs of EVERY owner on this engine: add --yes to confirm")

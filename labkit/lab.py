@@ -87,8 +87,8 @@ class Lab:
 
     def __init__(self, name: str = "lab", backend: "str | Backend" = "auto", nodes: int = 1, *, seed: int = 0,
                  owner: str | None = None):
+        self.cluster = Cluster.new(nodes)  # checked before any backend is made
         self._setup(name, backend, owner)
-        self.cluster = Cluster.new(nodes)
         self.history: list[dict[str, Any]] = []
         try:
             try:
@@ -115,10 +115,17 @@ class Lab:
         except BaseException:
             lab._close_backend()
             raise
-        lab.cluster = replay(nodes, history)  # rebuilt here too: the model restarts probed pods as not ready
+        # rebuilt here too, with the node count the runtime found: probed pods restart as not ready
+        lab.cluster = replay(runtime.cluster.node_count, history)
         lab.history = list(history)
         lab._adopt(runtime)
-        lab._refresh_readiness()
+        try:
+            lab._refresh_readiness()
+        except BaseException:  # a failed attach must leave the running lab alone, never close it
+            lab._finalizer.detach()
+            lab._closed = True
+            lab._close_backend()
+            raise
         return lab
 
     def _setup(self, name: str, backend: "str | Backend", owner: str | None, fall_back: bool = True) -> None:
@@ -215,14 +222,16 @@ class Lab:
         return banner + f"<code>{html.escape(repr(self))}</code>"
 
     # ------------------------------------------------------------ changes
-    def _commit(self, new: Cluster, op: dict[str, Any]) -> None:
-        with self._lock:
+    def _commit(self, op: dict[str, Any]) -> list:
+        with self._lock:  # the model is built under the lock too: two changes never see the same old one
             self._check_open()
+            new, changes = model_op(self.cluster, op)  # validated here first: bad input never reaches the backend
             self._runtime.change(op)  # the runtime rebuilds and validates its own model from the op
             self.cluster = new
             self.history.append(op)
             self._refresh_readiness()
             self._ensure_watcher()
+            return changes
 
     # ------------------------------------------------------------ readiness
     def _probed(self) -> list[tuple[str, int]]:
@@ -292,9 +301,7 @@ class Lab:
             return self._runtime.reset_connections()
 
     def _change(self, op: dict[str, Any]) -> Changes:
-        new, changes = model_op(self.cluster, op)  # validated here first: bad input never reaches the backend
-        self._commit(new, op)
-        return Changes(changes)
+        return Changes(self._commit(op))
 
     def apply(self, source: Source) -> Changes:
         """Create or replace objects from YAML text, a path, a dict or a list of dicts.

@@ -43,6 +43,8 @@ def render(cluster: Cluster, node_index: int) -> str:
               "  chain prerouting {",
               "    type filter hook prerouting priority -300; policy accept;",
               "    iifname vmap @pod-ports",
+              # a pod port not (or no longer) in the map: its pod is being set up or torn down
+              '    iifname "lkp*" counter drop comment "a pod port with no pod in force"',
               "  }"]
     for ref in local:
         ip = cluster.pod_ips[ref]

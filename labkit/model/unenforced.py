@@ -8,7 +8,6 @@ one security field labkit honours (the container runs without those capabilities
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from labkit.errors import ModelError
@@ -31,7 +30,13 @@ PORT = {
 CONTAINER_SECURITY = ("privileged", "capabilities", "allowPrivilegeEscalation", "readOnlyRootFilesystem",
                       "runAsUser", "runAsGroup", "runAsNonRoot", "seLinuxOptions", "seccompProfile",
                       "appArmorProfile", "procMount", "windowsOptions")
-_CAPABILITY = re.compile(r"^(ALL|(CAP_)?[A-Z_]{2,32})\Z")
+CAPABILITIES = frozenset((  # Linux capabilities, as Kubernetes and Docker name them
+    "ALL", "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST",
+    "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT",
+    "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "SYSLOG", "WAKE_ALARM"))
 
 
 def refuse(data: dict, path: str, fields: dict[str, str]) -> None:
@@ -46,7 +51,7 @@ def pod_security(value: Any, path: str) -> None:
         return
     if not isinstance(value, dict):
         raise ModelError("must be an object", path=path)
-    key = sorted(value)[0]
+    key = sorted(str(k) for k in value)[0]
     raise ModelError(f"{_WHY}: pods in a lab run with labkit's own settings (remove securityContext.{key})",
                      path=f"{path}.{key}")
 
@@ -79,7 +84,7 @@ def container_security(value: Any, path: str) -> tuple[str, ...]:
     if not isinstance(drop, list):
         raise ModelError("must be a list of capability names", path=f"{path}.capabilities.drop")
     for i, name in enumerate(drop):
-        if not isinstance(name, str) or not _CAPABILITY.match(name):
-            raise ModelError(f"{name!r} is not a capability name (e.g. NET_RAW or ALL)",
+        if not isinstance(name, str) or name.removeprefix("CAP_") not in CAPABILITIES:
+            raise ModelError(f"{name!r} is not a Linux capability (e.g. NET_RAW, or ALL)",
                              path=f"{path}.capabilities.drop[{i}]")
     return tuple(name.removeprefix("CAP_") for name in drop)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from labkit.errors import LabkitError, ModelError
 from labkit.model.cluster import Change, Cluster
-from labkit.model.manifests import parse_document
+from labkit.model.manifests import check_size, parse_document
 from labkit.results import ExecResult, ProbeResult
 
 OPS = ("apply", "delete", "label")
@@ -60,6 +60,8 @@ def model_op(cluster: Cluster, op: dict[str, Any]) -> tuple[Cluster, list[Change
             docs = op["documents"]
             if not isinstance(docs, list):
                 raise ModelError("must be a list of manifests", path="documents")
+            for i, doc in enumerate(docs):  # ops may come from another process: the same limits apply
+                check_size(doc, f"document {i + 1}")
             return cluster.applied([parse_document(doc, i) for i, doc in enumerate(docs)])
         if op["op"] == "delete":
             return cluster.deleted(op["kind"], op["name"], op.get("namespace", "default"))

@@ -187,7 +187,7 @@ def test_arbitrary_structures(value):
 
 
 # ------------------------------------------------------------------ hostile YAML: aliases, size, depth
-HOSTILE_SETTINGS = settings(max_examples=60, deadline=2000, derandomize=True, database=None,
+HOSTILE_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -200,20 +200,25 @@ def alias_bomb(levels: int, fanout: int) -> str:
 
 
 @HOSTILE_SETTINGS
-@given(st.integers(2, 12), st.integers(2, 12), st.sampled_from(["spec", "metadata", "top"]))
+@given(st.integers(2, 12), st.integers(2, 12), st.sampled_from(["spec", "metadata", "top", "annotations"]))
 def test_alias_bombs_are_refused_in_milliseconds_or_applied(levels, fanout, where):
     text = alias_bomb(levels, fanout)
     if where == "top":
         text = text.replace("spec:\n  extra:\n", "spec: {containers: [{name: c}]}\nextra:\n  v:\n")
+    elif where == "annotations":  # accepted and ignored by the model, kept in the history: the size check decides
+        text = text.replace("metadata: {name: bomb, namespace: x}\nspec:\n  extra:\n",
+                            "spec: {containers: [{name: c}]}\nmetadata:\n  name: bomb\n  namespace: x\n"
+                            "  annotations:\n")
     elif where == "metadata":
         text = text.replace("metadata: {name: bomb, namespace: x}\nspec:\n  extra:\n",
                             "spec: {containers: [{name: c}]}\nmetadata:\n  name: bomb\n  namespace: x\n  labels:\n")
     started = time.monotonic()
     error = apply_to_world(text)
     assert time.monotonic() - started < 1.5, f"{levels}x{fanout} took too long"
-    assert error is not None  # every variant holds a field labkit does not know, or is far too large
+    if where != "annotations":
+        assert error is not None  # these variants hold a field labkit does not know, or are far too large
     if fanout ** levels > 100_000:
-        assert "too large" in str(error) or "unknown field" in str(error), error
+        assert "too large" in str(error) or (where != "annotations" and "unknown field" in str(error)), error
 
 
 @HOSTILE_SETTINGS
@@ -228,7 +233,7 @@ def test_deep_nesting_is_refused_quickly(depth, opener):
 
 
 @HOSTILE_SETTINGS
-@given(st.integers(MAX_SCALAR + 1, MAX_SCALAR * 4), st.sampled_from(["name", "label", "command"]))
+@given(st.integers(MAX_SCALAR + 1, MAX_SCALAR * 3), st.sampled_from(["name", "label", "command"]))
 def test_huge_scalars_are_refused(size, where):
     big = "a" * size
     doc = copy.deepcopy(VALID[1])

@@ -41,6 +41,7 @@ class DockerBackend(Backend):
         self.client = client if client is not None else engine.connect(timeout, base_url)
         self.step_hook = step_hook
         self.session = lk.SESSION_ID  # what this process's containers carry in io.labkit.session
+        self.local = engine.is_local(self.client)  # the engine (and its kernel, its processes) is this machine's
         self._sctp: bool | None = None
 
     def __repr__(self) -> str:
@@ -123,7 +124,8 @@ class DockerBackend(Backend):
         found = engine.labelled(self.client, name, owner)
         if not found:  # another owner's lab of the same name is not found either
             raise NotFound(f"no lab named {name!r} of {owner} runs on this engine")
-        runtime = DockerLab(self.client, self.image(), name, owner, replay(nodes, history), self.step_hook)
+        running = sum(1 for c in found if c.labels.get(lk.ROLE) == "node") or nodes  # what runs decides
+        runtime = DockerLab(self.client, self.image(), name, owner, replay(running, history), self.step_hook)
         runtime.history = list(history)
         runtime.adopt(found)
         return runtime

@@ -20,7 +20,11 @@ class DockerConnection:
                                          f"the connection helper for {src}")
         self.closed = False
         spec = {"netns": netns, "dst": dst, "port": port, "timeout": timeout}
-        self.opened = self._result(self._roundtrip(json.dumps(spec)))
+        try:
+            self.opened = self._result(self._roundtrip(json.dumps(spec)))
+        except BaseException:  # never leave the helper (and its socket) behind
+            self.close()
+            raise
 
     def _roundtrip(self, line: str) -> dict:
         self._stream.send_line(line)

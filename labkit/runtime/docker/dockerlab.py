@@ -79,7 +79,8 @@ class DockerLab(LabRuntime):
                                f"remove it with `labkit down --lab {self.name}` and start it again")
         self.nodes = [nodes.NodeContainer(i, node_by_name[n], engine.pid(node_by_name[n]), self.name)
                       for i, n in enumerate(wanted, start=1)]
-        self._cni.bridged.update(n.id for n in self.nodes)
+        hosting = {c.labels.get(lk.NODE) for c in by_role.get("pause", [])}  # cni0 exists where a pod was plugged
+        self._cni.bridged.update(n.id for n in self.nodes if n.name in hosting)
         self.internet = by_role["internet"][0]
         apps: dict[str, dict[str, object]] = {}
         for c in by_role.get("app", []):
@@ -101,8 +102,8 @@ class DockerLab(LabRuntime):
 
     def close(self) -> None:
         if not self._closed:
-            self._closed = True
             removed = engine.remove(self.client, engine.labelled(self.client, self.name, self.owner))
+            self._closed = True  # only now: a close that failed may be tried again
             log.info("lab %s of %s: removed %d containers", self.name, self.owner, removed)
         self.pods, self.nodes, self.internet = {}, [], None
 
@@ -137,22 +138,27 @@ class DockerLab(LabRuntime):
     def _enforce(self, old: Cluster, new: Cluster) -> None:
         self._check_images(new)
         self.check_alive()
-        self._retry_leftovers()
+        try:
+            self._retry_leftovers()
+        except Exception as exc:  # an old container that will not go must not block every change
+            log.warning("lab %s: old pods still could not be removed (%s); retried at the next change", self.name, exc)
         changed = [r for r in new.pods if r in old.pods and (
             old.pods[r].spec != new.pods[r].spec or old.pod_nodes[r] != new.pod_nodes[r]
             or old.pod_ips[r] != new.pod_ips[r])]
         added = sorted(r for r in new.pods if r not in old.pods)
         removed = sorted(r for r in old.pods if r not in new.pods)
         undo: list[tuple[str, Callable[[], None]]] = []
+        parked: list[pods.PodHandle] = []
         try:
             self._step("create")
             self._create(new, added)
             undo.append(("remove the new pods", lambda: self._remove(added)))
             self._step("replace")
-            parked = [self.pods.pop(r) for r in changed if r in self.pods]
-            for handle in parked:  # the old versions keep running until their replacements run
-                pods.park(handle)
+            for ref in [r for r in changed if r in self.pods]:  # old versions run until their replacements do
+                handle = self.pods.pop(ref)
+                parked.append(handle)
                 undo.append((f"give {handle.ref} its names back", lambda h=handle: self._unpark(h)))
+                pods.park(handle)  # the undo is in place first: a rename that fails half-way is put right
             self._create(new, changed)
             undo.append(("remove the replacements", lambda: self._remove(changed)))
             self._step("rules")
@@ -243,6 +249,7 @@ class DockerLab(LabRuntime):
         def one(node: nodes.NodeContainer) -> None:
             text = ruleset.render(cluster, node.index)
             if self._rules.get(node.index) != text:
+                self._rules.pop(node.index, None)  # unknown until nft says yes: an undo then always re-applies
                 # nft itself, straight from stdin: one transaction, no interpreter to start first
                 code, out, err = engine.exec_raw(self.client, node.id, ["nft", "-f", "-"], text.encode(), timeout=60,
                                                  what=node.what)
@@ -271,6 +278,7 @@ class DockerLab(LabRuntime):
         if text == self._dns:
             return
         server = self.pods["kube-system/coredns"].apps["coredns"]
+        self._dns = ""  # unknown until dnsmasq answers: an undo then always re-writes the records
         script = (f"cat > {DNS_CONF_PATH}.new && mv {DNS_CONF_PATH}.new {DNS_CONF_PATH} && "
                   f"kill $(cat {DNS_PID_PATH}) 2>/dev/null; "
                   "for i in $(seq 100); do "
@@ -346,7 +354,9 @@ class DockerLab(LabRuntime):
 
     def _app(self, pod: str, container: str | None):
         ref = self.cluster.pod(pod).ref
-        handle = self.pods[ref]
+        handle = self.pods.get(ref)  # one lookup: exec runs beside changes, without the lab's lock
+        if handle is None:
+            raise BackendError(f"pod {ref} of lab {self.name!r} is being replaced or removed right now: try again")
         name = container or self.cluster.pods[ref].spec.containers[0].name
         if name not in handle.apps:
             raise ModelError(f"pod {ref} has no container {name!r} (it has {', '.join(handle.apps)})",

@@ -154,4 +154,6 @@ def park(handle: PodHandle) -> None:
 def unpark(handle: PodHandle) -> None:
     """Give a parked pod its container names back (its replacement failed)."""
     for c in [handle.pause, *handle.apps.values()]:
-        engine.rename(c, engine.current_name(c).removesuffix(PARKED))
+        name = engine.current_name(c)
+        if name.endswith(PARKED):  # a park that failed half-way renamed only some
+            engine.rename(c, name.removesuffix(PARKED))
