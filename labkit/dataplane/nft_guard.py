@@ -56,5 +56,6 @@ def render(cluster: Cluster, node_index: int) -> str:
                   f"    arp saddr ip != {ip} counter drop " + names.nft_comment(f"{ref}: ARP for another address"),
                   f"    ip saddr != {ip} counter drop " + names.nft_comment(f"{ref}: {SPOOFED_SOURCE}"),
                   "    ether type != { ip, arp } counter drop " + names.nft_comment(f"{ref}: neither IPv4 nor ARP"),
+                  "    accept " + names.nft_comment(f"{ref} sends as itself"),
                   "  }"]
     return "\n".join(lines + ["}"])

@@ -173,6 +173,9 @@ def test_every_pod_port_is_guarded_with_its_own_addresses(world):
                      f"arp saddr ip != {ip_} counter drop", f"ip saddr != {ip_} counter drop",
                      "ether type != { ip, arp } counter drop"):
             assert rule in body, (ref, rule)
+        assert body.rstrip().splitlines()[-1].strip().startswith("accept"), "what is left is the pod's own"
+    # a pod port the map does not know (a pod being set up or torn down) sends nothing
+    assert text.index("iifname vmap @pod-ports") < text.index('iifname "lkp*" counter drop')
     others = [r for r, n in world.pod_nodes.items() if n != 1]
     assert all(nft_guard.guard_chain(r) not in text for r in others), "another node's pods are not ours"
 
