@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from labkit.runtime.remote import UnixHTTPConnection  # HTTP over a unix socket, stdlib only
+
 # labkit's documented label contract: every container of a lab carries these (docker backend).
 LAB = "io.labkit.lab"        # the lab's name
 OWNER = "io.labkit.owner"    # whose lab it is (lab.owner)
@@ -54,18 +56,6 @@ def socket_path() -> str:
     raise EngineError(f"DOCKER_HOST={host!r}: the raw benchmark client speaks to unix:// sockets only")
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
 def _frames(data: bytes) -> tuple[bytes, bytes]:
     """Split Docker's multiplexed stream into (stdout, stderr)."""
     out, err, i = bytearray(), bytearray(), 0
@@ -85,11 +75,11 @@ class Engine:
         self._local = threading.local()
 
     # ------------------------------------------------------------ HTTP
-    def _connection(self) -> tuple[_UnixConnection, bool]:
+    def _connection(self) -> tuple[UnixHTTPConnection, bool]:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn, True
-        conn = self._local.conn = _UnixConnection(self.path, self.timeout)
+        conn = self._local.conn = UnixHTTPConnection(self.path, self.timeout)
         return conn, False
 
     def _drop(self) -> None:

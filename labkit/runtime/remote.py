@@ -24,9 +24,11 @@ from labkit.runtime.base import (Backend, Capabilities, LabInfo, LabRuntime, Pro
 SERVER_ENV = "LABKIT_SERVER"
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("labkit-server", timeout=timeout)
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the standard library speaks it only over TCP)."""
+
+    def __init__(self, path: str, timeout: float, host: str = "localhost"):
+        super().__init__(host, timeout=timeout)
         self._path = path
 
     def connect(self) -> None:
@@ -44,7 +46,7 @@ class Client:
         self.timeout = timeout
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        conn = _UnixConnection(self.path, self.timeout)
+        conn = UnixHTTPConnection(self.path, self.timeout)
         try:
             data = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if data is not None else {}
