@@ -13,7 +13,8 @@ from typing import Any
 from labkit.errors import BackendError, NotFound
 from labkit.model.addressing import MAX_NODES
 from labkit.runtime.base import Backend, Capabilities, LabInfo, StepHook, check_owner, replay
-from labkit.runtime.docker import engine, image, neighbours
+from labkit.runtime import neighbours
+from labkit.runtime.docker import engine, image
 from labkit.runtime.docker import labels as lk
 from labkit.runtime.docker.dockerlab import DockerLab
 

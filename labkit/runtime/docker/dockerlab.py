@@ -26,7 +26,8 @@ from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import LabRuntime, ProbeRequest, Readiness, StepHook
-from labkit.runtime.docker import engine, neighbours, nodes, pods, readiness
+from labkit.runtime import neighbours
+from labkit.runtime.docker import engine, nodes, pods, readiness
 from labkit.runtime.docker import labels as lk
 from labkit.semantics import oracle
 
