@@ -54,6 +54,10 @@ def check(spec):
         raise NodeError("route.port: must look like lkp0af40105, got %r" % (port,))
     if not isinstance(mac, str) or not _MAC.match(mac):
         raise NodeError("route.mac: must look like 0a:58:0a:f4:01:05, got %r" % (mac,))
+    hexed = "%08x" % int(ip)
+    if port != "lkp" + hexed or mac != "0a:58:" + ":".join(hexed[i:i + 2] for i in range(0, 8, 2)):
+        # they follow from the address, so the node's guard rules (rendered from the model) match
+        raise NodeError("route: port %s and mac %s do not belong to %s" % (port, mac, ip))
     return str(ip), str(gateway), port, mac
 
 

@@ -13,6 +13,7 @@ crosses this boundary.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import re
 import time
@@ -47,7 +48,10 @@ def default_owner() -> str:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers): the numeric uid names the user
         user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "user"
-    return check_owner(re.sub(r"[^A-Za-z0-9_.@-]", "-", user).lstrip("-_.@") or "user")
+    safe = re.sub(r"[^A-Za-z0-9_.@-]", "-", user).lstrip("-_.@")[:50] or "user"
+    if safe != user:  # "jo+1" and "jo-1" must stay two owners: an altered name carries a hash of the real one
+        safe = f"{safe}-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
+    return check_owner(safe)
 
 
 def model_op(cluster: Cluster, op: dict[str, Any]) -> tuple[Cluster, list[Change]]:

@@ -1,0 +1,35 @@
+"""Whose lab is it: owner names as labels and container names can carry them, never merged."""
+from __future__ import annotations
+
+import getpass
+
+import pytest
+
+from labkit.errors import ModelError
+from labkit.runtime import base
+
+
+@pytest.mark.parametrize("user", ["root", "alice", "jo.smith", "x_y"])
+def test_a_plain_user_name_is_the_owner(monkeypatch, user):
+    monkeypatch.delenv(base.OWNER_ENV, raising=False)
+    monkeypatch.setattr(getpass, "getuser", lambda: user)
+    assert base.default_owner() == user
+
+
+def test_names_that_must_be_altered_stay_distinct(monkeypatch):
+    monkeypatch.delenv(base.OWNER_ENV, raising=False)
+    seen = set()
+    for user in ("jo+1", "jo-1", "jo 1", "x" * 80, "Ünïcode", "-lead"):
+        monkeypatch.setattr(getpass, "getuser", lambda u=user: u)
+        owner = base.default_owner()
+        assert base.check_owner(owner) == owner and len(owner) <= 63
+        seen.add(owner)
+    assert len(seen) == 6
+
+
+def test_labkit_owner_names_another_owner_and_is_checked(monkeypatch):
+    monkeypatch.setenv(base.OWNER_ENV, "learner7")
+    assert base.default_owner() == "learner7"
+    monkeypatch.setenv(base.OWNER_ENV, "../evil")
+    with pytest.raises(ModelError, match="not a valid owner"):
+        base.default_owner()
