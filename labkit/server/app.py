@@ -34,6 +34,11 @@ class LabServer:
     def __post_init__(self) -> None:
         self._labs: dict[tuple[str, str], LabRuntime] = {}
         self._lock = threading.Lock()
+        self._lab_locks: dict[tuple[str, str], threading.RLock] = {}
+
+    def _lab_lock(self, runtime: LabRuntime) -> threading.RLock:
+        with self._lock:
+            return self._lab_locks.setdefault((runtime.name, runtime.owner), threading.RLock())
 
     # ------------------------------------------------------------ entry point
     def handle(self, owner: str, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
@@ -68,7 +73,11 @@ class LabServer:
             handler = self._lab_calls().get((method, action))
             if handler is None:
                 raise NotFound(f"no such call: {method} {path}")
-            return handler(self._lab(owner, parts[1], create=action == "attach", body=body), body)
+            runtime = self._lab(owner, parts[1], create=action == "attach", body=body)
+            if action in ("exec", "logs"):  # may run long (tcpdump): beside the lab's other calls, as in Lab
+                return handler(runtime, body)
+            with self._lab_lock(runtime):  # one call at a time per lab, whoever's notebooks send them
+                return handler(runtime, body)
         raise NotFound(f"no such call: {method} {path}")
 
     # ------------------------------------------------------------ labs
