@@ -7,6 +7,7 @@ admin, every lab), capabilities, and starting or attaching the ``DockerLab`` of 
 """
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -115,8 +116,11 @@ class DockerBackend(Backend):
             runtime.boot()
         except BaseException:
             # Only what this process made goes: if another process claimed the same name at
-            # the same instant, its lab is not ours to remove.
-            engine.remove(self.client, engine.labelled(self.client, name, owner, lk.SESSION_ID))
+            # the same instant, its lab is not ours to remove. Twice: a request that Ctrl-C cut
+            # off may still be completed by the engine a moment later.
+            for pause in (0.0, 0.5):
+                time.sleep(pause)
+                engine.remove(self.client, engine.labelled(self.client, name, owner, lk.SESSION_ID))
             raise
         return runtime
 

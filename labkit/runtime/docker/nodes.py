@@ -78,7 +78,10 @@ def start_nodes(client, lab: str, owner: str, image: str, count: int, version: s
 
     # node-1 first, alone: creating its container (a name only one lab can hold) claims the
     # lab's name atomically, so two processes starting the same lab cannot both half-succeed.
-    nodes = [one(1)]
+    # Each in a worker thread that the pool waits for: a Ctrl-C never abandons a create request
+    # half-way (the engine would finish it after the clean-up had looked).
+    with ThreadPoolExecutor(max_workers=1) as first:
+        nodes = [first.submit(one, 1).result()]
     with ThreadPoolExecutor(max_workers=max(1, count - 1)) as pool:
         nodes += list(pool.map(one, range(2, count + 1)))
     with ThreadPoolExecutor(max_workers=count) as pool:
