@@ -179,9 +179,13 @@ class LabRuntime(ABC):
         self.name, self.owner, self.cluster = name, owner, cluster
         self.history: list[dict[str, Any]] = []
 
-    def change(self, op: dict[str, Any]) -> list[Change]:
-        """Apply one recorded operation (validated here) and enforce it; returns what changed."""
+    def change(self, op: dict[str, Any], check: Callable[[Cluster], None] | None = None) -> list[Change]:
+        """Apply one recorded operation (validated here) and enforce it; returns what changed.
+
+        ``check`` (a lab server's own rules) sees the new model first and may refuse it."""
         new, changes = model_op(self.cluster, op)
+        if check is not None:
+            check(new)
         self._enforce(self.cluster, new)
         self.cluster = new
         self.history.append(op)

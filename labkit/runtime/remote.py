@@ -21,8 +21,6 @@ from labkit.runtime import wire
 from labkit.runtime.base import (Backend, Capabilities, LabInfo, LabRuntime, ProbeRequest, Readiness, model_op,
                                  replay)
 
-SERVER_ENV = "LABKIT_SERVER"
-
 
 class UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP over a unix socket (the standard library speaks it only over TCP)."""
@@ -78,8 +76,10 @@ class RemoteLab(LabRuntime):
     def _call(self, method: str, action: str, body: dict | None = None) -> dict:
         return self.client.call(method, wire.lab_path(self.name, action), body)
 
-    def change(self, op: dict[str, Any]) -> list[Change]:
+    def change(self, op: dict[str, Any], check=None) -> list[Change]:
         new, _ = model_op(self.cluster, op)  # checked here first: bad input never travels
+        if check is not None:
+            check(new)
         answer = self._call("POST", "change", {"op": op})
         self.cluster = new.with_readiness(self.cluster.not_ready & set(new.pods))
         self.history.append(op)

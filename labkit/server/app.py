@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from labkit.errors import LabkitError, ModelError, NotFound
 from labkit.model.parse_workloads import LAB_IMAGE
-from labkit.runtime.base import Backend, LabRuntime, ProbeRequest, check_owner, model_op
+from labkit.runtime.base import Backend, LabRuntime, ProbeRequest, check_owner
 from labkit.runtime.wire import API, Refused, error_to_dict, status_of
 
 
@@ -110,14 +110,15 @@ class LabServer:
         return {"closed": runtime.name}
 
     def _change(self, runtime: LabRuntime, body: dict) -> dict:
-        op = body.get("op")
-        new, _ = model_op(runtime.cluster, op)  # validated here too, to judge it before anything happens
-        self._check_images(new)
-        pods = len(new.user_pods())
+        return {"changes": [str(c) for c in runtime.change(body.get("op"), check=self._allowed)]}
+
+    def _allowed(self, cluster) -> None:
+        """The server's own rules, judged on the model a change would give, before anything happens."""
+        self._check_images(cluster)
+        pods = len(cluster.user_pods())
         if pods > self.limits.pods_per_lab:
             raise Refused(f"this change would give the lab {pods} pods; this lab server allows {self.limits.pods_per_lab} "
                           "per lab: delete some (or scale a Deployment down) first")
-        return {"changes": [str(c) for c in runtime.change(op)]}
 
     def _check_images(self, cluster) -> None:
         allowed = {LAB_IMAGE, *self.limits.images}

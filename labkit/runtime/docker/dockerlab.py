@@ -19,7 +19,7 @@ from typing import Callable
 
 from labkit import __version__
 from labkit.dataplane import conntrack, dns, names, nft_guard, nft_pol, ruleset
-from labkit.errors import BackendError, BackendUnavailable, CommandError, ModelError
+from labkit.errors import BackendError, BackendUnavailable, ModelError
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.parse_workloads import LAB_IMAGE
@@ -429,10 +429,3 @@ class DockerLab(LabRuntime):
             if code != 0:
                 raise BackendError(f"conntrack -F in {node.what} failed: {(out + err).decode(errors='replace')}")
         return len(self.nodes)
-
-    def node_info(self) -> dict:
-        """What the lab's kernel offers (SCTP sockets, tool versions), from node-1's agent."""
-        try:
-            return engine.agent(self.client, self.nodes[0].id, "info", what=self.nodes[0].what)
-        except CommandError as exc:
-            raise BackendError(f"cannot read the node's capabilities: {exc}") from exc
