@@ -292,33 +292,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from labkit.runtime import registry  # noqa: PLC0415
-    from labkit.server.app import LabServer, Limits  # noqa: PLC0415
-    from labkit.server.http import UnixHTTPServer  # noqa: PLC0415
-    backend = registry.create("docker")
-    backend.image()  # fail now, with the fix, rather than at the first learner's lab
-    if args.remove_all_labs_at_start:
-        _err(f"removed {backend.remove_every_lab()} container(s) of labs left by an earlier server")
-    app = LabServer(backend, Limits(args.labs_per_owner, args.pods_per_lab, tuple(args.allow_image)))
-    server = UnixHTTPServer(args.socket, app)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    thread = threading.Thread(target=server.serve_forever, name="labkit-serve", daemon=True)
-    thread.start()
-    _err(f"labkit serve: labs for every user on unix://{args.socket} (engine {backend.capabilities().where}); "
-         "Ctrl-C or SIGTERM stops it and removes its labs")
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
-        app.close_all()
-        backend.close()
-    return 0
+    from labkit.server.main import serve  # noqa: PLC0415
+    return serve(args, _err)
 
 
 def cmd_images(args: argparse.Namespace) -> int:
@@ -396,12 +371,25 @@ def build_parser() -> argparse.ArgumentParser:
     admin.set_defaults(func=cmd_admin)
     add("doctor", cmd_doctor, "what this machine offers labkit")
     sp = sub.add_parser("serve", help="the lab server: runs every user's labs on one engine (a classroom)")
-    sp.add_argument("--socket", default="/run/labkit/server.sock", help="unix socket to listen on")
+    sp.add_argument("--socket", help="unix socket to listen on (one machine), e.g. /run/labkit/server.sock")
+    sp.add_argument("--listen", metavar="HOST:PORT", help="TCP address to listen on (a cluster; needs --hub)")
+    sp.add_argument("--hub", action="store_true", help="callers are known by their JupyterHub token (uses "
+                    "JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN); on the socket their Unix user must match")
+    sp.add_argument("--hub-service", default=None, help="the hub service name tokens must be allowed to access "
+                    "(default: $JUPYTERHUB_SERVICE_NAME, else labkit)")
+    sp.add_argument("--hub-poll-seconds", type=float, default=30.0,
+                    help="how often to ask the hub whose servers stopped (their labs are removed)")
+    sp.add_argument("--name", default="labkit", help="this server's name on the engine's containers: a restart "
+                    "removes the labs an earlier run of the same name left (default: labkit)")
     sp.add_argument("--labs-per-owner", type=int, default=3)
     sp.add_argument("--pods-per-lab", type=int, default=40)
+    sp.add_argument("--memory-per-pod", default="256M", help="memory each pod may use (default 256M; 0: no limit)")
+    sp.add_argument("--pids-per-pod", type=int, default=128, help="processes each pod may run (default 128)")
+    sp.add_argument("--memory-per-learner", default="4G",
+                    help="memory all of one learner's pods may hold together (default 4G)")
+    sp.add_argument("--idle-lab-minutes", type=float, default=120.0,
+                    help="a lab nobody used for this long is removed (default 120; 0: never)")
     sp.add_argument("--allow-image", action="append", default=[], help="an image manifests may name (repeatable)")
-    sp.add_argument("--remove-all-labs-at-start", action="store_true",
-                    help="remove every lab on the engine first (the engine must be this server's own)")
     sp.set_defaults(func=cmd_serve)
     images = sub.add_parser("images", help="the lab image").add_subparsers(dest="images_command", required=True)
     sp = images.add_parser("build", help="build the lab image into the Docker engine (when missing or stale)")

@@ -72,8 +72,13 @@ def _server() -> list[Check]:
         caps = backend.capabilities()
     except LabkitError as exc:
         return [Check("lab server", False, f"{address}: {exc}")]
-    return [Check("lab server", True, f"{address} answers; you are {me['owner']} with {me['labs']} lab(s) "
-                  f"(at most {me['limits']['labs_per_owner']}, {me['limits']['pods_per_lab']} pods each); "
+    from labkit.server.app import size  # noqa: PLC0415
+    limits = me["limits"]
+    how = "your hub token" if backend.client.token else "your Unix user"
+    return [Check("lab server", True, f"{address} answers; you are {me['owner']} ({how}) with {me['labs']} lab(s) "
+                  f"(at most {limits['labs_per_owner']}, {limits['pods_per_lab']} pods each; per pod "
+                  f"{size(limits.get('memory_per_pod'))} and {limits.get('pids_per_pod') or 'any number of'} "
+                  f"processes; {size(limits.get('memory_per_learner'))} for all your pods); "
                   f"{'real packets' if caps.real_packets else 'simulated'} on {caps.where}")]
 
 

@@ -48,6 +48,11 @@ def default_owner() -> str:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers): the numeric uid names the user
         user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "user"
+    return owner_for(user)
+
+
+def owner_for(user: str) -> str:
+    """The owner name for a user name (Unix or JupyterHub): as is when valid, else made valid."""
     safe = re.sub(r"[^A-Za-z0-9_.@-]", "-", user).lstrip("-_.@")[:50] or "user"
     if safe != user:  # "jo+1" and "jo-1" must stay two owners: an altered name carries a hash of the real one
         safe = f"{safe}-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
@@ -161,6 +166,15 @@ class Readiness:
 
     not_ready: frozenset[str]
     events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodLimits:
+    """What the engine lets one pod use (a lab server sets these on every pod it runs):
+    ``memory`` in bytes and ``pids`` processes, shared by the pod's containers; None: no limit."""
+
+    memory: int | None = None
+    pids: int | None = None
 
 
 StepHook = Callable[[str], None]

@@ -1,9 +1,11 @@
-"""The remote backend: labs on a lab server (``labkit serve``), reached over its unix socket.
+"""The remote backend: labs on a lab server (``labkit serve``), over its unix socket or HTTP.
 
 Owns the client side of the contract on the wire: each ``Backend``/``LabRuntime`` call is
 one HTTP request with a JSON body (``labkit.runtime.wire``); answers come back as the public
 result types, errors as the same ``LabkitError`` classes. The server decides who the caller
-is (from the socket's peer credentials), so ``owner`` here only has to match it. Results say
+is (the socket's peer credentials, and/or the JupyterHub token sent with every request, from
+``$LABKIT_TOKEN`` or the ``$JUPYTERHUB_API_TOKEN`` a hub server has), so ``owner`` here only
+has to match it. Results say
 they are real packets: they come from the server's engine. Only the standard library is used.
 """
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import os
 import socket
+import urllib.parse
 from typing import Any
 
 from labkit.errors import BackendError, BackendUnavailable, LabkitError
@@ -37,17 +41,32 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Client:
-    """One lab server, at a unix socket path (``unix:///run/labkit/server.sock`` or a plain path)."""
+    """One lab server: a unix socket (``unix:///run/labkit/server.sock`` or a plain path) or an
+    HTTP address (``http://labkit-server:8765``, with an optional path prefix)."""
 
-    def __init__(self, address: str, timeout: float = 300.0):
-        self.path = address.removeprefix("unix://")
+    def __init__(self, address: str, timeout: float = 300.0, token: str | None = None):
+        address = address.strip()
+        self.url = urllib.parse.urlsplit(address) if address.startswith(("http://", "https://")) else None
+        self.path = address if self.url else address.removeprefix("unix://")
         self.timeout = timeout
+        self.token = token if token is not None else next(
+            (os.environ[e].strip() for e in wire.TOKEN_ENVS if os.environ.get(e, "").strip()), None)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.url is None:
+            return UnixHTTPConnection(self.path, self.timeout)
+        cls = http.client.HTTPSConnection if self.url.scheme == "https" else http.client.HTTPConnection
+        return cls(self.url.hostname or "localhost", self.url.port, timeout=self.timeout)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        conn = UnixHTTPConnection(self.path, self.timeout)
+        conn = self._connection()
+        if self.url is not None:
+            path = self.url.path.rstrip("/") + path
         try:
             data = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if data is not None else {}
+            if self.token:
+                headers["Authorization"] = f"token {self.token}"
             conn.request(method, path, body=data, headers=headers)
             response = conn.getresponse()
             raw = response.read()
@@ -139,7 +158,7 @@ def _changes(answer: dict) -> list[Change]:
 
 
 class RemoteBackend(Backend):
-    """A lab server's engine, through ``labkit serve``'s unix socket."""
+    """A lab server's engine, through ``labkit serve``'s unix socket or HTTP address."""
 
     name = "remote"
     simulated = False

@@ -16,14 +16,20 @@ API = "/v1"
 ERROR_TYPES = {cls.__name__: cls for cls in (errors.LabkitError, errors.ModelError, errors.NotFound,
                                              errors.BackendError, errors.BackendUnavailable, errors.CommandError)}
 STATUS = {"NotFound": 404, "ModelError": 400, "BackendUnavailable": 503, "CommandError": 502,
-          "BackendError": 500, "LabkitError": 500, "Refused": 403}
+          "BackendError": 500, "LabkitError": 500, "Refused": 403, "Unauthorized": 401}
 
 
 class Refused(errors.LabkitError):
     """The lab server will not do this for this caller (a limit, an image off its allow-list, ...)."""
 
 
+class Unauthorized(Refused):
+    """The lab server does not know who is calling (no token, a token the hub does not know, ...)."""
+
+
 ERROR_TYPES["Refused"] = Refused
+ERROR_TYPES["Unauthorized"] = Unauthorized
+TOKEN_ENVS = ("LABKIT_TOKEN", "JUPYTERHUB_API_TOKEN")  # where a client finds the token it sends
 
 
 def error_to_dict(exc: errors.LabkitError) -> dict[str, Any]:

@@ -4,13 +4,17 @@ Owns the mapping of contract calls (``labkit.runtime.wire`` paths, JSON bodies) 
 engine's ``Backend`` for one caller: every lab is looked up under the caller's own name, so
 another owner's lab is "not found"; operations are the JSON ops a lab records, which the
 runtime rebuilds and validates itself; the server's own rules come first (images on its
-allow-list only, limits on labs per learner and pods per lab). It never takes container
+allow-list only, limits on labs per learner, pods per lab and memory per learner, where
+every pod gets the same memory and PIDs, set by the engine). It never takes container
 options, PIDs, namespace paths or commands for a node from a caller: there is no call for them.
+It also removes labs: idle ones (``reap_idle``) and all of a learner's (``remove_owner``, when
+their hub server stops).
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from labkit.errors import LabkitError, ModelError, NotFound
@@ -21,9 +25,25 @@ from labkit.runtime.wire import API, Refused, error_to_dict, status_of
 
 @dataclass(frozen=True)
 class Limits:
+    """What each learner may have at once. Memory and PIDs per pod are set on every pod by the
+    engine (the backend's ``pod_limits``); memory per learner counts those pods' memory."""
+
     labs_per_owner: int = 3
     pods_per_lab: int = 40
     images: tuple[str, ...] = ()  # images beside the lab image that manifests may name
+    memory_per_pod: int | None = None  # bytes
+    pids_per_pod: int | None = None
+    memory_per_learner: int | None = None  # bytes, over all of a learner's labs
+    idle_seconds: float | None = None  # a lab nobody called for this long is removed
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "no limit"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} bytes"
 
 
 @dataclass
@@ -35,6 +55,7 @@ class LabServer:
         self._labs: dict[tuple[str, str], LabRuntime] = {}
         self._lock = threading.Lock()
         self._lab_locks: dict[tuple[str, str], threading.RLock] = {}
+        self._used: dict[tuple[str, str], float] = {}  # when each lab was last called (monotonic)
 
     def _lab_lock(self, runtime: LabRuntime) -> threading.RLock:
         with self._lock:
@@ -55,7 +76,7 @@ class LabServer:
         parts = path[len(API) + 1:].split("/")
         if parts == ["whoami"] and method == "GET":
             return {"owner": owner, "labs": len([k for k in self._labs if k[1] == owner]),
-                    "limits": {"labs_per_owner": self.limits.labs_per_owner, "pods_per_lab": self.limits.pods_per_lab}}
+                    "limits": asdict(self.limits)}
         if parts == ["capabilities"] and method == "GET":
             return self.backend.capabilities().to_dict()
         if parts == ["labs"] and method == "GET":
@@ -74,6 +95,7 @@ class LabServer:
             if handler is None:
                 raise NotFound(f"no such call: {method} {path}")
             runtime = self._lab(owner, parts[1], create=action == "attach", body=body)
+            self._used[(runtime.name, owner)] = time.monotonic()
             if action in ("exec", "logs"):  # may run long (tcpdump): beside the lab's other calls, as in Lab
                 return handler(runtime, body)
             with self._lab_lock(runtime):  # one call at a time per lab, whoever's notebooks send them
@@ -89,8 +111,10 @@ class LabServer:
                 raise Refused(f"you have {len(mine)} labs running, the most this lab server allows each learner: "
                               f"close one first (lab.close(), or `labkit down --lab NAME`) — running: "
                               f"{', '.join(sorted(k[0] for k in mine))}")
+            self._check_memory(owner, name, 0)
             runtime = self.backend.start(name, nodes, owner)
             self._labs[(name, owner)] = runtime
+            self._used[(name, owner)] = time.monotonic()
         return {"name": name, "owner": owner}
 
     def _lab(self, owner: str, name: str, create: bool = False, body: dict | None = None) -> LabRuntime:
@@ -106,19 +130,38 @@ class LabServer:
     def _close(self, runtime: LabRuntime, _: dict) -> dict:
         with self._lock:
             self._labs.pop((runtime.name, runtime.owner), None)
+            self._used.pop((runtime.name, runtime.owner), None)
         runtime.close()
         return {"closed": runtime.name}
 
     def _change(self, runtime: LabRuntime, body: dict) -> dict:
-        return {"changes": [str(c) for c in runtime.change(body.get("op"), check=self._allowed)]}
+        check = lambda cluster: self._allowed(runtime, cluster)  # noqa: E731
+        return {"changes": [str(c) for c in runtime.change(body.get("op"), check=check)]}
 
-    def _allowed(self, cluster) -> None:
+    def _allowed(self, runtime: LabRuntime, cluster) -> None:
         """The server's own rules, judged on the model a change would give, before anything happens."""
         self._check_images(cluster)
-        pods = len(cluster.user_pods())
-        if pods > self.limits.pods_per_lab:
-            raise Refused(f"this change would give the lab {pods} pods; this lab server allows {self.limits.pods_per_lab} "
-                          "per lab: delete some (or scale a Deployment down) first")
+        pods = len(cluster.pods)  # system pods (cluster DNS) too: each one holds memory and PIDs
+        users = len(cluster.user_pods())
+        if users > self.limits.pods_per_lab:
+            raise Refused(f"this change would give the lab {users} pods; this lab server allows "
+                          f"{self.limits.pods_per_lab} per lab: delete some (or scale a Deployment down) first")
+        self._check_memory(runtime.owner, runtime.name, pods)
+
+    def _check_memory(self, owner: str, name: str, pods: int) -> None:
+        """Refuse when the owner's pods (``pods`` in lab ``name``, what runs in the others) would
+        hold more memory than ``memory_per_learner``: each pod holds ``memory_per_pod``."""
+        each, total = self.limits.memory_per_pod, self.limits.memory_per_learner
+        if not each or not total:
+            return
+        others = {k[0]: len(r.cluster.pods) for k, r in list(self._labs.items()) if k[1] == owner and k[0] != name}
+        if not pods:  # a new lab: its cluster DNS pod
+            pods = 1
+        if (sum(others.values()) + pods) * each > total:
+            held = ", ".join(f"{lab}: {n}" for lab, n in sorted(others.items())) or "none"
+            raise Refused(f"this would give your labs {sum(others.values()) + pods} pods of {size(each)} each, more "
+                          f"than the {size(total)} of memory this lab server allows each learner (pods in your other "
+                          f"labs: {held}): close a lab or delete pods first")
 
     def _check_images(self, cluster) -> None:
         allowed = {LAB_IMAGE, *self.limits.images}
@@ -145,6 +188,37 @@ class LabServer:
             ("POST", "readiness-detail"): lambda r, b: {"text": r.readiness_detail(_text(b, "pod"))},
             ("POST", "reset-connections"): lambda r, b: {"nodes": r.reset_connections()},
         }
+
+    def owners(self) -> set[str]:
+        """Whose labs this server holds now."""
+        with self._lock:
+            return {k[1] for k in self._labs}
+
+    def remove_owner(self, owner: str) -> int:
+        """Close every lab of ``owner`` (their hub server stopped); returns the number of containers removed."""
+        with self._lock:
+            mine = [self._labs.pop(k) for k in [k for k in self._labs if k[1] == owner]]
+            for r in mine:
+                self._used.pop((r.name, owner), None)
+        for runtime in mine:
+            with self._lab_lock(runtime):
+                runtime.close()
+        return self.backend.remove_labs(owner)  # and whatever of theirs is left on the engine
+
+    def reap_idle(self, now: float | None = None) -> list[tuple[str, str]]:
+        """Close labs nobody called for ``idle_seconds``; returns their (name, owner)."""
+        if self.limits.idle_seconds is None:
+            return []
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [k for k, used in self._used.items() if now - used > self.limits.idle_seconds and k in self._labs]
+            runtimes = [self._labs.pop(k) for k in idle]
+            for k in idle:
+                self._used.pop(k, None)
+        for runtime in runtimes:
+            with self._lab_lock(runtime):
+                runtime.close()
+        return idle
 
     def close_all(self) -> None:
         with self._lock:

@@ -1,41 +1,35 @@
-"""The lab server's transport: HTTP/1.1 with JSON bodies on a unix socket.
+"""The lab server's transports: HTTP/1.1 with JSON bodies, on a unix socket or on TCP.
 
-Owns who the caller is on one machine: the kernel's peer credentials of the connection
-(``SO_PEERCRED``), so the owner of every lab is the caller's Unix user name, which nobody
-can claim to be by writing it in a request. The socket is made readable and writable by
-everyone (``0666``): being able to connect gives a learner only labkit's own calls on their
-own labs, never the engine. (Hub tokens over TCP, for a cluster, come on top of this.)
+Owns turning a connection into a call of ``LabServer.handle``: the body (bounded, a JSON
+object), the caller (an identity from ``labkit.server.identity``: peer credentials on a unix
+socket, a JupyterHub token on either) and the answer. The unix socket is made readable and
+writable by everyone (``0666``): being able to connect gives a learner only labkit's own
+calls on their own labs, never the engine. TCP (inside a cluster) is served only with a hub
+identity: there are no peer credentials there.
 """
 from __future__ import annotations
 
 import json
 import os
-import pwd
 import socket
 import socketserver
 import stat
-import struct
-from http.server import BaseHTTPRequestHandler
-from typing import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Mapping
 
 from labkit.errors import LabkitError
+from labkit.runtime.wire import error_to_dict, status_of
 from labkit.server.app import LabServer
+from labkit.server.identity import PeerIdentity
 
 MAX_BODY = 8 * 1024 * 1024  # a request body larger than this is refused before it is read
 
 
-def peer_user(sock: socket.socket) -> str:
-    """The Unix user name of the process at the other end of a unix socket."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _, uid, _ = struct.unpack("3i", creds)
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid{uid}"
+Identity = Callable[[socket.socket, Mapping[str, str]], str]
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "UnixHTTPServer"
+    server: "UnixHTTPServer | TCPHTTPServer"
     protocol_version = "HTTP/1.1"
 
     def _serve(self, method: str) -> None:
@@ -52,7 +46,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, {"error": {"type": "ModelError", "message": "the body must be a JSON object",
                                          "problem": "the body must be a JSON object", "where": "", "path": ""}})
             return
-        status, answer = self.server.app.handle(self.server.identify(self.connection), method, self.path, body)
+        try:
+            owner = self.server.identify(self.connection, self.headers)
+        except LabkitError as exc:
+            self._answer(status_of(exc), error_to_dict(exc))
+            return
+        status, answer = self.server.app.handle(owner, method, self.path, body)
         self._answer(status, answer)
 
     def _answer(self, status: int, answer: dict) -> None:
@@ -76,13 +75,13 @@ class _Handler(BaseHTTPRequestHandler):
         return None  # requests are not logged to stderr (the server's owner may add a logger)
 
     def address_string(self) -> str:
-        return "unix"
+        return "unix" if isinstance(self.client_address, (str, bytes)) else super().address_string()
 
 
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: str, app: LabServer, identify: Callable[[socket.socket], str] = peer_user):
+    def __init__(self, path: str, app: LabServer, identify: Identity | None = None):
         if os.path.exists(path):
             if not stat.S_ISSOCK(os.stat(path).st_mode):
                 raise LabkitError(f"{path} exists and is not a socket: choose another --socket")
@@ -90,4 +89,16 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         super().__init__(path, _Handler)
         os.chmod(path, 0o666)
+        self.app, self.identify = app, identify or PeerIdentity()
+
+
+class TCPHTTPServer(ThreadingHTTPServer):
+    """The lab server on a TCP address (inside a cluster): callers are known by their hub token only."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: LabServer, identify: Identity):
+        if isinstance(identify, PeerIdentity):
+            raise LabkitError("on TCP there are no peer credentials: serve TCP with --hub (callers' hub tokens)")
+        super().__init__(address, _Handler)
         self.app, self.identify = app, identify

@@ -53,20 +53,36 @@ def users():
             subprocess.run(["userdel", name], capture_output=True)
 
 
+SERVER_FLAGS = ["--labs-per-owner", "2", "--pods-per-lab", "4", "--memory-per-pod", "64M", "--pids-per-pod", "48",
+                "--memory-per-learner", "384M"]  # 6 pods of 64 MiB: two labs of a DNS pod and 2 pods each
+
+
+def start_server(sock: str, *flags: str) -> subprocess.Popen:
+    if os.path.exists(sock):
+        os.unlink(sock)
+    proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--socket", sock, "--name",
+                             f"test-{os.getpid()}", *flags], env=python_env(), stderr=subprocess.PIPE, text=True)
+    assert wait_until(lambda: os.path.exists(sock) or proc.poll() is not None, 60) and proc.poll() is None, \
+        proc.stderr.read() if proc.poll() is not None else "no socket after 60 s"
+    return proc
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+
+
 @pytest.fixture(scope="module")
 def server(users):
     folder = tempfile.mkdtemp(prefix="labkit-server-")  # pytest's own tmp is 0700: learners must reach in
     os.chmod(folder, 0o755)
     sock = os.path.join(folder, "labkit.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--socket", sock, "--labs-per-owner", "2",
-                             "--pods-per-lab", "4"], env=python_env(), stderr=subprocess.PIPE, text=True)
+    proc = start_server(sock, *SERVER_FLAGS)
     try:
-        assert wait_until(lambda: os.path.exists(sock), 60), proc.stderr.read() if proc.poll() is not None else ""
         yield sock, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=120)
+        stop_server(proc)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -125,7 +141,8 @@ def test_a_learner_gets_real_packets_as_themselves_and_never_the_engine(server, 
     got = as_user(alice, sock, alice_works)["value"]
     doctor = as_user(alice, sock, lambda: [c.detail for c in __import__("labkit.doctor").doctor.checks()
                                            if c.name == "lab server"])["value"]
-    assert doctor and f"you are {alice} with 1 lab(s)" in doctor[0], doctor
+    assert doctor and f"you are {alice} (your Unix user) with 1 lab(s)" in doctor[0], doctor
+    assert "per pod 64 MiB and 48 processes; 384 MiB for all your pods" in doctor[0], doctor
     assert got["backend"] == "remote" and got["simulated"] is False
     assert got["probe"]["ok"] and got["probe"]["answered_by"] == "default/b" and got["probe"]["latency_ms"]
     assert got["caps"]["real_packets"] and "lab server" in got["caps"]["where"]
@@ -178,6 +195,64 @@ def test_a_learner_gets_real_packets_as_themselves_and_never_the_engine(server, 
     assert again["too-many"].startswith("Refused") and "allows 4" in again["too-many"]
     assert again["pods"] == ["default/a", "default/b"]
     assert wait_until(lambda: containers("mine", alice) == [], 30)
+
+
+def test_every_pod_is_held_to_its_memory_and_pids_and_a_learner_to_their_memory(server, users):
+    sock, _ = server
+    alice, _ = users
+
+    def hog_and_bomb():
+        lab = labkit.Lab("limits")
+        lab.apply([pod_doc("hog"), pod_doc("bomb")])
+        cgroup = lab.exec("hog", ["sh", "-c", "cd /sys/fs/cgroup; cat memory.max 2>/dev/null || cat "  # v2, else v1
+                                           "memory/memory.limit_in_bytes; cat pids.max 2>/dev/null || cat pids/pids.max"]
+                          ).output.split()
+        hog = lab.exec("hog", ["python3", "-c", "b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096])"])
+        bomb = lab.exec("bomb", ["sh", "-c", "for i in $(seq 100); do sleep 3 & done 2>&1; wait; echo done"])
+        after = lab.probe("hog", "default/bomb").ok  # both pods still serve
+        other = labkit.Lab("limits2")
+        try:
+            other.apply([pod_doc(f"q{i}") for i in range(2)])  # 6 pods of 64 MiB in all (2 DNS): the most allowed
+            other.apply([pod_doc("q2")])
+            third = "applied"
+        except LabkitError as exc:
+            third = f"{type(exc).__name__}: {exc}"
+        out = {"cgroup": cgroup, "hog": [hog.exit_code, hog.output[-200:]], "bomb": bomb.output[-400:],
+               "after": after, "third": third, "pods2": other.pods}
+        other.close()
+        lab.close()
+        return out
+
+    got = as_user(alice, sock, hog_and_bomb)["value"]
+    assert got["cgroup"] == [str(64 * 2**20), "48"], got["cgroup"]  # set by the server, on the engine
+    assert got["hog"][0] == 137, got["hog"]  # killed by the kernel at its pod's memory limit
+    assert "cannot fork" in got["bomb"].lower() or "can't fork" in got["bomb"], got["bomb"]  # stopped at 48
+    assert got["after"] is True
+    assert got["third"].startswith("Refused") and "384 MiB" in got["third"] and "limits: 3" in got["third"], got
+    assert got["pods2"] == ["default/q0", "default/q1"]  # the refused change changed nothing
+
+
+def test_an_idle_lab_is_removed_and_a_restarted_server_removes_what_a_killed_one_left(users):
+    alice, _ = users
+    folder = tempfile.mkdtemp(prefix="labkit-server-")
+    os.chmod(folder, 0o755)
+    sock = os.path.join(folder, "idle.sock")
+    proc = start_server(sock, "--idle-lab-minutes", "0.1")  # 6 s
+    try:
+        as_user(alice, sock, lambda: labkit.Lab("sleepy").detach())
+        assert containers("sleepy", alice)
+        assert wait_until(lambda: containers("sleepy", alice) == [], 60), "an idle lab was not removed"
+        as_user(alice, sock, lambda: labkit.Lab("orphan").detach())
+        proc.kill()  # no clean-up: the lab is left on the engine
+        proc.wait(timeout=30)
+        assert containers("orphan", alice)
+        proc = start_server(sock, "--idle-lab-minutes", "0")
+        assert containers("orphan", alice) == []  # removed at start, before it serves
+        gone = as_user(alice, sock, lambda: [i.name for i in labkit.runtime.registry.create("remote").list_labs()])
+        assert gone["value"] == []
+    finally:
+        stop_server(proc)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_labs_per_learner_are_limited_and_a_stopped_server_leaves_nothing(server, users):

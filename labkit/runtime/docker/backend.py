@@ -13,7 +13,7 @@ from typing import Any
 
 from labkit.errors import BackendError, NotFound
 from labkit.model.addressing import MAX_NODES
-from labkit.runtime.base import Backend, Capabilities, LabInfo, StepHook, check_owner, replay
+from labkit.runtime.base import Backend, Capabilities, LabInfo, PodLimits, StepHook, check_owner, replay
 from labkit.runtime import neighbours
 from labkit.runtime.docker import engine, image
 from labkit.runtime.docker import labels as lk
@@ -32,14 +32,20 @@ class DockerBackend(Backend):
         step_hook: for tests of the all-or-nothing promise: called with each step's name
             (``dockerlab.STEPS``) before the step runs during a change; raising there is a
             failure at that step.
+        served_by: the name of the lab server this backend works for: every container it
+            makes is labelled with it, so that server, restarted, finds its orphans
+            (``remove_served_labs``).
+        pod_limits: memory and PIDs the engine allows each pod (a lab server's limits).
     """
 
     name = "docker"
     simulated = False
 
     def __init__(self, client=None, *, base_url: str | None = None, timeout: float = 30.0,
-                 step_hook: StepHook | None = None):
+                 step_hook: StepHook | None = None, served_by: str | None = None,
+                 pod_limits: PodLimits | None = None):
         self._own_client = client is None
+        self.served_by, self.pod_limits = served_by, pod_limits
         self.client = client if client is not None else engine.connect(timeout, base_url)
         self.step_hook = step_hook
         self.session = lk.SESSION_ID  # what this process's containers carry in io.labkit.session
@@ -104,6 +110,12 @@ class DockerBackend(Backend):
     def remove_every_lab(self) -> int:
         return engine.remove(self.client, engine.labelled(self.client))
 
+    def remove_served_labs(self) -> int:
+        """Remove every lab a lab server of this ``served_by`` name made (its orphans after a restart)."""
+        if not self.served_by:
+            raise BackendError("remove_served_labs needs a backend made with served_by=<the lab server's name>")
+        return engine.remove(self.client, engine.labelled(self.client, server=self.served_by))
+
     # ------------------------------------------------------------ one lab
     def start(self, name: str, nodes: int, owner: str, *, seed: int = 0) -> DockerLab:
         check_owner(owner)
@@ -111,7 +123,8 @@ class DockerBackend(Backend):
         if engine.labelled(self.client, name, owner):  # refused before anything is made
             raise BackendError(f"a lab named {name!r} of {owner} already runs on this engine: close it, or remove "
                                f"it with `labkit down --lab {name}`")
-        runtime = DockerLab(self.client, lab_image, name, owner, replay(nodes, []), self.step_hook)
+        runtime = DockerLab(self.client, lab_image, name, owner, replay(nodes, []), self.step_hook,
+                            self.served_by, self.pod_limits)
         try:
             runtime.boot()
         except BaseException:
@@ -130,7 +143,8 @@ class DockerBackend(Backend):
         if not found:  # another owner's lab of the same name is not found either
             raise NotFound(f"no lab named {name!r} of {owner} runs on this engine")
         running = sum(1 for c in found if c.labels.get(lk.ROLE) == "node") or nodes  # what runs decides
-        runtime = DockerLab(self.client, self.image(), name, owner, replay(running, history), self.step_hook)
+        runtime = DockerLab(self.client, self.image(), name, owner, replay(running, history), self.step_hook,
+                            self.served_by, self.pod_limits)
         runtime.history = list(history)
         runtime.adopt(found)
         return runtime

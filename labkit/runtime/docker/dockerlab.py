@@ -25,7 +25,7 @@ from labkit.model.cluster import Cluster
 from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.results import ExecResult, ProbeResult
-from labkit.runtime.base import LabRuntime, ProbeRequest, Readiness, StepHook
+from labkit.runtime.base import LabRuntime, PodLimits, ProbeRequest, Readiness, StepHook
 from labkit.runtime import neighbours
 from labkit.runtime.docker import engine, nodes, pods, readiness
 from labkit.runtime.docker import labels as lk
@@ -40,9 +40,13 @@ class DockerLab(LabRuntime):
     simulated = False
 
     def __init__(self, client, image: str, name: str, owner: str, cluster: Cluster,
-                 step_hook: StepHook | None = None):
+                 step_hook: StepHook | None = None, served_by: str | None = None,
+                 pod_limits: PodLimits | None = None):
         super().__init__(name, owner, cluster)
         self.client, self.image = client, image
+        # what every container of this lab is labelled with beside its lab, owner and role
+        self.stamp = {"version": __version__} | ({"server": served_by} if served_by else {})
+        self.pod_limits = pod_limits
         self._local = engine.is_local(client)  # the engine's kernel is this machine's
         self.nodes: list[nodes.NodeContainer] = []
         self.pods: dict[str, pods.PodHandle] = {}
@@ -59,9 +63,9 @@ class DockerLab(LabRuntime):
     def boot(self) -> None:
         """Nodes, fabric, internet host, system pods, rules and DNS of a new lab (called once)."""
         self.nodes = nodes.start_nodes(self.client, self.name, self.owner, self.image, self.cluster.node_count,
-                                       __version__)
+                                       self.stamp)
         self.internet, internet_pid = nodes.start_internet(self.client, self.name, self.owner, self.image,
-                                                           __version__)
+                                                           self.stamp)
         nodes.wire_fabric(self.client, self.nodes, internet_pid)
         nodes.configure_internet(self.client, self.internet)
         self._create(self.cluster, sorted(self.cluster.pods))
@@ -224,7 +228,7 @@ class DockerLab(LabRuntime):
 
         def one(ref: str) -> pods.PodHandle:
             handle = pods.create(self.client, self.name, self.owner, self._cni, cluster, ref, self._node(cluster, ref),
-                                 self.image, __version__)
+                                 self.image, self.stamp, self.pod_limits)
             made.append(handle)
             return handle
 

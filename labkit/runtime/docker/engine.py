@@ -320,11 +320,12 @@ def run_once(client, image: str, argv: list[str], timeout: float = 60.0, **optio
         container.remove(force=True)
 
 
-def labelled(client, lab: str | None = None, owner: str | None = None, session: str | None = None) -> list:
-    """Containers labkit created: of one lab and/or owner and/or session, or all of them."""
+def labelled(client, lab: str | None = None, owner: str | None = None, session: str | None = None,
+             server: str | None = None) -> list:
+    """Containers labkit created: of one lab and/or owner and/or session and/or lab server, or all of them."""
     errors = docker_errors()
     found = []
-    for row in client.api.containers(all=True, filters={"label": lk.selector(lab, owner, session)}):
+    for row in client.api.containers(all=True, filters={"label": lk.selector(lab, owner, session, server)}):
         try:
             found.append(client.containers.get(row["Id"]))
         except errors.NotFound:  # removed between listing and reading: it is gone, as wanted

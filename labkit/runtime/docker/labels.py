@@ -21,6 +21,7 @@ NODE = "io.labkit.node"          # node-1
 CONTAINER = "io.labkit.container"
 VERSION = "io.labkit.version"
 SESSION = "io.labkit.session"    # the Python process that created it (its own clean-up uses it)
+SERVER = "io.labkit.server"      # the lab server that runs it for a learner (a restarted server removes it)
 NODE_CODE = "io.labkit.node-sha256"  # hash of the in-image agent, on the image
 IMAGE_REPO = "labkit/lab"
 
@@ -68,16 +69,19 @@ def app_container(owner: str, lab: str, pod: str, container: str) -> str:
 
 def labels(lab: str, owner: str, role: str, **extra: str | None) -> dict[str, str]:
     out = {LAB: lab, OWNER: owner, ROLE: role, SESSION: SESSION_ID}
-    keys = {"pod": POD, "node": NODE, "container": CONTAINER, "version": VERSION}
+    keys = {"pod": POD, "node": NODE, "container": CONTAINER, "version": VERSION, "server": SERVER}
     out.update({keys[k]: v for k, v in extra.items() if v is not None})
     return out
 
 
-def selector(lab: str | None = None, owner: str | None = None, session: str | None = None) -> list[str]:
-    """Docker label filters (ANDed) for labkit's containers, narrowed by lab, owner and session."""
+def selector(lab: str | None = None, owner: str | None = None, session: str | None = None,
+             server: str | None = None) -> list[str]:
+    """Docker label filters (ANDed) for labkit's containers, narrowed by lab, owner, session and server."""
     out = [LAB if lab is None else f"{LAB}={lab}"]
     if owner is not None:
         out.append(f"{OWNER}={owner}")
     if session is not None:
         out.append(f"{SESSION}={session}")
+    if server is not None:
+        out.append(f"{SERVER}={server}")
     return out

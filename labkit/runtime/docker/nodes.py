@@ -68,11 +68,11 @@ def _sh(client, container, script: str) -> None:
                            f"script:\n{script}")
 
 
-def start_nodes(client, lab: str, owner: str, image: str, count: int, version: str) -> list[NodeContainer]:
+def start_nodes(client, lab: str, owner: str, image: str, count: int, stamp: dict[str, str]) -> list[NodeContainer]:
     def one(i: int) -> NodeContainer:
         node = addr.node_name(i)
         c = engine.run_unconfined_paths(client, lk.node_container(owner, lab, node), image,
-                                        lk.labels(lab, owner, "node", node=node, version=version),
+                                        lk.labels(lab, owner, "node", node=node, **stamp),
                                         command=["sleep", "infinity"], hostname=node, **NODE_OPTIONS)
         return NodeContainer(i, c, engine.pid(c), lab)
 
@@ -112,13 +112,13 @@ def wire_fabric(client, nodes: list[NodeContainer], internet_pid: int) -> None:
             f"ip route add {addr.INTERNET_CIDR} via {addr.node_ip(1)}", *routes]))
 
 
-def start_internet(client, lab: str, owner: str, image: str, version: str):
+def start_internet(client, lab: str, owner: str, image: str, stamp: dict[str, str]):
     """The lab's 'internet': a host at 203.0.113.10 serving 80 and 443 (TCP and UDP)."""
     ports = [f"{p}/{proto}" for p in (80, 443) for proto in ("TCP", "UDP")]
     command = ["python3", "-m", "labkit.node", "serve", "--name", "internet"]
     for port in ports:
         command += ["--port", port]
-    c = engine.run(client, lk.internet_container(owner, lab), image, lk.labels(lab, owner, "internet", version=version),
+    c = engine.run(client, lk.internet_container(owner, lab), image, lk.labels(lab, owner, "internet", **stamp),
                    network_mode="none", hostname="internet", cap_add=["NET_ADMIN"], command=command)
     return c, engine.pid(c)
 

@@ -18,11 +18,14 @@ from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.objects import Container, Pod
 from labkit.model.parse_workloads import LAB_IMAGE
+from labkit.runtime.base import PodLimits
 from labkit.runtime.docker import engine
 from labkit.runtime.docker import labels as lk
 from labkit.runtime.docker.nodes import NodeContainer
 from labkit.semantics.services import search_path
 
+PAUSE_MEMORY, PAUSE_PIDS = 32 * 2**20, 16  # the pause container only sleeps
+MIN_MEMORY, MIN_PIDS = 16 * 2**20, 8       # what one app container gets at least
 POD_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1",
                "net.ipv4.ip_forward": "0"}
 log = logging.getLogger(__name__)
@@ -93,13 +96,29 @@ def cni_args(lab: str, cluster: Cluster, ref: str, netns: str) -> dict:
                       "mac": names.pod_mac(ip), "gateway_mac": names.pod_mac(addr.node_gateway(index))}}
 
 
+def limit_options(limits: PodLimits | None, containers: int) -> tuple[dict, dict]:
+    """Engine limits for a pod's pause container and for each of its ``containers`` app
+    containers: the pod's memory and PIDs shared evenly between them, no swap."""
+    if limits is None:
+        return {}, {}
+    pause, app = {"pids_limit": PAUSE_PIDS}, {}
+    if limits.memory:
+        pause |= {"mem_limit": PAUSE_MEMORY, "memswap_limit": PAUSE_MEMORY}
+        each = max(limits.memory // max(containers, 1), MIN_MEMORY)
+        app |= {"mem_limit": each, "memswap_limit": each}
+    if limits.pids:
+        app["pids_limit"] = max(limits.pids // max(containers, 1), MIN_PIDS)
+    return pause, app
+
+
 def create(client, lab: str, owner: str, cni: CniState, cluster: Cluster, ref: str, node: NodeContainer,
-           lab_image: str, version: str) -> PodHandle:
+           lab_image: str, stamp: dict[str, str], limits: PodLimits | None = None) -> PodHandle:
     """Start ``ref``'s containers and plug its network in; on failure, remove what was made."""
     pod = cluster.pods[ref]
+    pause_limits, app_limits = limit_options(limits, len(pod.spec.containers))
     pause = engine.run(
         client, lk.pause_container(owner, lab, ref), lab_image,
-        lk.labels(lab, owner, "pause", pod=ref, node=node.name, version=version),
+        lk.labels(lab, owner, "pause", pod=ref, node=node.name, **stamp), **pause_limits,
         network_mode="none", hostname=pod.name[:63], command=["sleep", "infinity"], sysctls=POD_SYSCTLS,
         dns=[addr.DNS_SERVICE_IP], dns_search=search_path(pod.namespace), dns_opt=["ndots:5"])
     handle = PodHandle(ref, pod.spec, node, pause, 0)
@@ -117,8 +136,8 @@ def create(client, lab: str, owner: str, cni: CniState, cluster: Cluster, ref: s
             image = options.pop("image")
             handle.apps[c.name] = engine.run(
                 client, lk.app_container(owner, lab, ref, c.name), image,
-                lk.labels(lab, owner, "app", pod=ref, node=node.name, container=c.name, version=version),
-                network_mode=f"container:{pause.id}", **options)
+                lk.labels(lab, owner, "app", pod=ref, node=node.name, container=c.name, **stamp),
+                network_mode=f"container:{pause.id}", **options, **app_limits)
     except BackendUnavailable as exc:
         remove(client, handle)
         raise BackendUnavailable(f"pod {ref}: {exc}") from exc
