@@ -107,7 +107,8 @@ class Lab:
     def attach(cls, name: str, history: list[dict[str, Any]], backend: "str | Backend" = "auto", nodes: int = 1, *,
                owner: str | None = None) -> "Lab":
         """Take over a lab that is already running (another process started it, e.g. ``labkit up``),
-        whose recorded operations are ``history``; nothing in it is changed."""
+        whose recorded operations are ``history``; nothing in it is changed. Through a lab server,
+        which keeps every lab's operations itself, ``history`` may be ``[]``: the server's are used."""
         lab = cls.__new__(cls)
         lab._setup(name, backend, owner, fall_back=False)
         try:
@@ -115,9 +116,10 @@ class Lab:
         except BaseException:
             lab._close_backend()
             raise
-        # rebuilt here too, with the node count the runtime found: probed pods restart as not ready
-        lab.cluster = replay(runtime.cluster.node_count, history)
-        lab.history = list(history)
+        # rebuilt here too, with the node count and operations the runtime found: probed pods
+        # restart as not ready
+        lab.cluster = replay(runtime.cluster.node_count, runtime.history)
+        lab.history = list(runtime.history)
         lab._adopt(runtime)
         try:
             lab._refresh_readiness()

@@ -94,3 +94,11 @@ def pytest_unconfigure(config):
     backend = _state.pop("backend", None)
     if backend is not None:
         backend.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the item (``item.rep_call``...): fixtures take screenshots of failures."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

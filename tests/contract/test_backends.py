@@ -81,7 +81,7 @@ class Backends:
             self._app = LabServer(self._engine, Limits(labs_per_owner=5, pods_per_lab=20))
             for owner in (OWNER, OTHER, THIRD):
                 path = str(tmp / f"{owner}.sock")
-                server = UnixHTTPServer(path, self._app, identify=lambda sock, who=owner: who)
+                server = UnixHTTPServer(path, self._app, identify=lambda sock, headers, who=owner: who)
                 threading.Thread(target=server.serve_forever, daemon=True).start()
                 self._servers.append(server)
                 self._made[owner] = registry.create("remote", address=path)

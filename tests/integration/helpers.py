@@ -8,6 +8,7 @@ labkit's documented contract, spelled out here once for every test.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -140,3 +141,26 @@ def wait_until(predicate, timeout: float = 10.0, step: float = 0.1) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+def host_state() -> dict[str, str]:
+    """What a lab must never change on the host (read-only commands)."""
+    def run(argv: list[str]) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+    state = {
+        "ip route": run(["ip", "route", "show", "table", "all"]),
+        "ip rule": run(["ip", "rule"]),
+        "ip -o link": run(["ip", "-o", "link"]),
+        "ip -o addr": run(["ip", "-o", "addr"]),
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
+        "docker networks": repr(sorted((n.id, n.name) for n in client().networks.list())),
+    }
+    for path in ("/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/ipv4/conf/all/rp_filter"):
+        if Path(path).exists():
+            state[path] = Path(path).read_text()
+    if shutil.which("nft"):
+        listed = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, timeout=30)
+        if listed.returncode == 0:
+            state["nft list ruleset"] = listed.stdout
+    return state

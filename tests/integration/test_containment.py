@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 import labkit
 from tests.conftest import share_lab
-from tests.integration.helpers import (NODE_LABEL, ROLE_LABEL, client, lab_containers, node_container,
+from tests.integration.helpers import (NODE_LABEL, ROLE_LABEL, host_state, client, lab_containers, node_container,
                                        pod_containers, pod_doc)
 
 pytestmark = pytest.mark.docker
@@ -26,29 +24,6 @@ OUTSIDE = ["192.0.2.1", "198.51.100.7"]  # documentation ranges: never lab addre
 DENY_ALL = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "deny-all", "namespace": "default"},
             "spec": {"podSelector": {"matchLabels": {"app": "locked"}}, "policyTypes": ["Ingress", "Egress"]}}
-
-
-def host_state() -> dict[str, str]:
-    """What a lab must never change on the host (read-only commands)."""
-    def run(argv: list[str]) -> str:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
-
-    state = {
-        "ip route": run(["ip", "route", "show", "table", "all"]),
-        "ip rule": run(["ip", "rule"]),
-        "ip -o link": run(["ip", "-o", "link"]),
-        "ip -o addr": run(["ip", "-o", "addr"]),
-        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
-        "docker networks": repr(sorted((n.id, n.name) for n in client().networks.list())),
-    }
-    for path in ("/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/ipv4/conf/all/rp_filter"):
-        if Path(path).exists():
-            state[path] = Path(path).read_text()
-    if shutil.which("nft"):
-        listed = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, timeout=30)
-        if listed.returncode == 0:
-            state["nft list ruleset"] = listed.stdout
-    return state
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ imported, so it needs no access to this checkout or its Python.
 """
 from __future__ import annotations
 
-import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -23,6 +21,7 @@ import pytest
 
 import labkit
 from labkit.errors import LabkitError
+from tests.integration import learners
 from tests.integration.helpers import LAB_LABEL, pod_doc, python_env, wait_until
 
 pytestmark = pytest.mark.docker
@@ -43,14 +42,8 @@ def containers(lab: str, owner: str) -> list[str]:
 @pytest.fixture(scope="module")
 def users():
     names = [f"lkt{os.getpid() % 100000}{who}" for who in ("a", "b")]
-    for name in names:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True,
-                       capture_output=True)
-    try:
+    with learners.throwaway_users(names):
         yield names
-    finally:
-        for name in names:
-            subprocess.run(["userdel", name], capture_output=True)
 
 
 SERVER_FLAGS = ["--labs-per-owner", "2", "--pods-per-lab", "4", "--memory-per-pod", "64M", "--pids-per-pod", "48",
@@ -87,38 +80,8 @@ def server(users):
 
 
 def as_user(user: str, sock: str, job: Callable[[], object]) -> dict:
-    """Run ``job`` in a child process that is ``user`` (no other groups); returns what it returned
-    (JSON) or the LabkitError it raised, as {"error": type, "message": ...}."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the learner
-        code = 0
-        try:
-            os.close(read)
-            entry = pwd.getpwnam(user)
-            os.setgroups([])
-            os.setgid(entry.pw_gid)
-            os.setuid(entry.pw_uid)
-            os.environ.update({"LABKIT_SERVER": f"unix://{sock}", "LABKIT_OWNER": user, "HOME": "/tmp"})
-            try:
-                answer = {"value": job()}
-            except LabkitError as exc:
-                answer = {"error": type(exc).__name__, "message": str(exc)}
-            except OSError as exc:
-                answer = {"oserror": exc.errno, "message": str(exc)}
-            os.write(write, json.dumps(answer, default=str).encode())
-        except BaseException:  # noqa: BLE001 - a child must never return into pytest
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 65536):
-        chunks.append(chunk)
-    os.close(read)
-    _, status = os.waitpid(pid, 0)
-    assert status == 0, f"the child as {user} failed"
-    answer = json.loads(b"".join(chunks) or b"{}")
+    """Run ``job`` as ``user`` with this test's lab server; what it returned, or fail."""
+    answer = learners.as_user(user, job, {"LABKIT_SERVER": f"unix://{sock}", "LABKIT_OWNER": user})
     assert "value" in answer, f"as {user}: {answer}"
     return answer
 

@@ -264,13 +264,6 @@ def browser(lab_server):
         browser.close()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)
-
-
 @pytest.fixture
 def page(browser, request):
     """A fresh page that can reach 127.0.0.1 only; a screenshot is saved if the test fails."""
