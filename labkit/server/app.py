@@ -50,6 +50,7 @@ def size(n: int | None) -> str:
 class LabServer:
     backend: Backend
     limits: Limits = field(default_factory=Limits)
+    clock: Callable[[], float] = time.monotonic  # when labs were last used (idle removal)
 
     def __post_init__(self) -> None:
         self._labs: dict[tuple[str, str], LabRuntime] = {}
@@ -95,7 +96,7 @@ class LabServer:
             if handler is None:
                 raise NotFound(f"no such call: {method} {path}")
             runtime = self._lab(owner, parts[1], create=action == "attach", body=body)
-            self._used[(runtime.name, owner)] = time.monotonic()
+            self._used[(runtime.name, owner)] = self.clock()
             if action in ("exec", "logs"):  # may run long (tcpdump): beside the lab's other calls, as in Lab
                 return handler(runtime, body)
             with self._lab_lock(runtime):  # one call at a time per lab, whoever's notebooks send them
@@ -114,7 +115,7 @@ class LabServer:
             self._check_memory(owner, name, 0)
             runtime = self.backend.start(name, nodes, owner)
             self._labs[(name, owner)] = runtime
-            self._used[(name, owner)] = time.monotonic()
+            self._used[(name, owner)] = self.clock()
         return {"name": name, "owner": owner}
 
     def _lab(self, owner: str, name: str, create: bool = False, body: dict | None = None) -> LabRuntime:
@@ -209,7 +210,7 @@ class LabServer:
         """Close labs nobody called for ``idle_seconds``; returns their (name, owner)."""
         if self.limits.idle_seconds is None:
             return []
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             idle = [k for k, used in self._used.items() if now - used > self.limits.idle_seconds and k in self._labs]
             runtimes = [self._labs.pop(k) for k in idle]
