@@ -19,7 +19,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from labkit.errors import LabkitError, ModelError
 from labkit.model.cluster import Change, Cluster
@@ -51,11 +51,17 @@ def default_owner() -> str:
     return owner_for(user)
 
 
+_ALTERED = re.compile(r"-[0-9a-f]{16}$")
+
+
 def owner_for(user: str) -> str:
     """The owner name for a user name (Unix or JupyterHub): as is when valid, else made valid."""
-    safe = re.sub(r"[^A-Za-z0-9_.@-]", "-", user).lstrip("-_.@")[:50] or "user"
-    if safe != user:  # "jo+1" and "jo-1" must stay two owners: an altered name carries a hash of the real one
-        safe = f"{safe}-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
+    safe = re.sub(r"[^A-Za-z0-9_.@-]", "-", user).lstrip("-_.@")[:46] or "user"
+    # "jo+1" and "jo-1" must stay two owners: an altered name carries a hash of the real one
+    # (64 bits), and so does a real name that looks altered ("jo-1-<16 hex>"), so nobody can
+    # choose a user name that becomes someone else's owner name.
+    if safe != user or _ALTERED.search(user):
+        safe = f"{safe}-{hashlib.sha256(user.encode()).hexdigest()[:16]}"
     return check_owner(safe)
 
 
@@ -171,10 +177,28 @@ class Readiness:
 @dataclass(frozen=True)
 class PodLimits:
     """What the engine lets one pod use (a lab server sets these on every pod it runs):
-    ``memory`` in bytes and ``pids`` processes, shared by the pod's containers; None: no limit."""
+    ``memory`` in bytes and ``pids`` processes, shared evenly by the pod's app containers
+    (its pause container gets ``PAUSE_MEMORY`` and ``PAUSE_PIDS`` besides); None: no limit.
+    A pod may have at most ``max_containers()`` containers, so that each gets at least
+    ``MIN_MEMORY`` and ``MIN_PIDS`` without the pod holding more than its limits."""
 
     memory: int | None = None
     pids: int | None = None
+
+    PAUSE_MEMORY: ClassVar[int] = 32 * 2**20  # the pause container only sleeps
+    PAUSE_PIDS: ClassVar[int] = 16
+    MIN_MEMORY: ClassVar[int] = 16 * 2**20    # what one app container gets at least
+    MIN_PIDS: ClassVar[int] = 8
+
+    def max_containers(self) -> int | None:
+        bounds = [n for n in (self.memory and self.memory // self.MIN_MEMORY, self.pids and self.pids // self.MIN_PIDS)
+                  if n]
+        return max(1, min(bounds)) if bounds else None
+
+    def per_container(self, containers: int) -> tuple[int | None, int | None]:
+        """(memory, pids) each of ``containers`` app containers gets."""
+        n = max(containers, 1)
+        return (self.memory // n if self.memory else None, self.pids // n if self.pids else None)
 
 
 StepHook = Callable[[str], None]

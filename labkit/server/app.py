@@ -12,14 +12,17 @@ their hub server stops).
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from labkit.errors import LabkitError, ModelError, NotFound
+from labkit.errors import BackendError, LabkitError, ModelError, NotFound
 from labkit.model.parse_workloads import LAB_IMAGE
-from labkit.runtime.base import Backend, LabRuntime, ProbeRequest, check_owner
+from labkit.model.fields import dns1123_label
+from labkit.model.system import SYSTEM_OBJECTS
+from labkit.runtime.base import Backend, LabRuntime, PodLimits, ProbeRequest, check_owner
 from labkit.runtime.wire import API, Refused, error_to_dict, status_of
 
 
@@ -54,13 +57,19 @@ class LabServer:
 
     def __post_init__(self) -> None:
         self._labs: dict[tuple[str, str], LabRuntime] = {}
-        self._lock = threading.Lock()
+        self._starting: set[tuple[str, str]] = set()  # labs being started (counted, not yet usable)
+        self._lock = threading.Lock()  # guards the tables above; never held while an engine works
         self._lab_locks: dict[tuple[str, str], threading.RLock] = {}
-        self._used: dict[tuple[str, str], float] = {}  # when each lab was last called (monotonic)
+        self._owner_locks: dict[str, threading.Lock] = {}
+        self._used: dict[tuple[str, str], float] = {}  # when each lab was last called (clock)
 
-    def _lab_lock(self, runtime: LabRuntime) -> threading.RLock:
+    def _lab_lock(self, key: tuple[str, str]) -> threading.RLock:
         with self._lock:
-            return self._lab_locks.setdefault((runtime.name, runtime.owner), threading.RLock())
+            return self._lab_locks.setdefault(key, threading.RLock())
+
+    def _owner_lock(self, owner: str) -> threading.Lock:
+        with self._lock:
+            return self._owner_locks.setdefault(owner, threading.Lock())
 
     # ------------------------------------------------------------ entry point
     def handle(self, owner: str, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
@@ -70,24 +79,24 @@ class LabServer:
             return 200, self._route(owner, method, path.rstrip("/"), body or {})
         except LabkitError as exc:
             return status_of(exc), error_to_dict(exc)
+        except (ValueError, TypeError) as exc:  # a value of the wrong kind somewhere in the body
+            return 400, error_to_dict(ModelError(f"a value in the request is not what this call takes ({exc})",
+                                                 path="body"))
 
     def _route(self, owner: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if not path.startswith(API + "/"):
             raise NotFound(f"no such call: {method} {path}")
         parts = path[len(API) + 1:].split("/")
         if parts == ["whoami"] and method == "GET":
-            return {"owner": owner, "labs": len([k for k in self._labs if k[1] == owner]),
-                    "limits": asdict(self.limits)}
+            with self._lock:
+                mine = len([k for k in self._labs if k[1] == owner])
+            return {"owner": owner, "labs": mine, "limits": asdict(self.limits)}
         if parts == ["capabilities"] and method == "GET":
             return self.backend.capabilities().to_dict()
         if parts == ["labs"] and method == "GET":
             return {"labs": [i.to_dict() for i in self.backend.list_labs(owner)]}
         if parts == ["labs"] and method == "DELETE":
-            with self._lock:
-                removed = self.backend.remove_labs(owner)  # every lab of the caller on the engine, held here or not
-                for key in [k for k in self._labs if k[1] == owner]:
-                    self._labs.pop(key).close()
-            return {"removed": removed}
+            return {"removed": self.remove_owner(owner)}
         if parts == ["labs"] and method == "POST":
             return self._start(owner, body)
         if len(parts) in (2, 3) and parts[0] == "labs":
@@ -95,55 +104,72 @@ class LabServer:
             handler = self._lab_calls().get((method, action))
             if handler is None:
                 raise NotFound(f"no such call: {method} {path}")
-            runtime = self._lab(owner, parts[1], create=action == "attach", body=body)
-            self._used[(runtime.name, owner)] = self.clock()
+            key = (parts[1], owner)
             if action in ("exec", "logs"):  # may run long (tcpdump): beside the lab's other calls, as in Lab
-                return handler(runtime, body)
-            with self._lab_lock(runtime):  # one call at a time per lab, whoever's notebooks send them
-                return handler(runtime, body)
+                return handler(self._lab(key), body)
+            with self._lab_lock(key):  # one call at a time per lab, whoever's notebooks send them
+                return handler(self._lab(key), body)  # looked up under the lock: never a closed lab
         raise NotFound(f"no such call: {method} {path}")
 
     # ------------------------------------------------------------ labs
     def _start(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
         name, nodes = _text(body, "name"), body.get("nodes", 1)
-        with self._lock:
-            mine = [k for k in self._labs if k[1] == owner]
+        dns1123_label(name, "name")
+        if len(name) > 20:
+            raise ModelError(f"lab name {name!r} is too long: at most 20 characters", path="name")
+        key = (name, owner)
+        with self._lock:  # the lab is counted from now on, but the engine works without the lock
+            mine = sorted(k[0] for k in [*self._labs, *self._starting] if k[1] == owner)
+            if key in self._labs or key in self._starting:
+                raise BackendError(f"a lab named {name!r} of {owner} already runs on this lab server: attach to "
+                                   f"it (Lab.attach({name!r}, [])) or close it")
             if len(mine) >= self.limits.labs_per_owner:
                 raise Refused(f"you have {len(mine)} labs running, the most this lab server allows each learner: "
                               f"close one first (lab.close(), or `labkit down --lab NAME`) — running: "
-                              f"{', '.join(sorted(k[0] for k in mine))}")
-            self._check_memory(owner, name, 0)
+                              f"{', '.join(mine)}")
+            self._check_memory(owner, name, 1)  # its cluster DNS pod
+            self._starting.add(key)
+        try:
             runtime = self.backend.start(name, nodes, owner)
-            self._labs[(name, owner)] = runtime
-            self._used[(name, owner)] = self.clock()
+        finally:
+            with self._lock:
+                self._starting.discard(key)
+        with self._lock:
+            self._labs[key] = runtime
+            self._used[key] = self.clock()
         return {"name": name, "owner": owner}
 
-    def _lab(self, owner: str, name: str, create: bool = False, body: dict | None = None) -> LabRuntime:
+    def _lab(self, key: tuple[str, str]) -> LabRuntime:
+        """A lab this server runs for this caller (a lab it does not hold is not theirs to use)."""
         with self._lock:
-            runtime = self._labs.get((name, owner))
-            if runtime is None and create:  # a lab of this caller that another server process started
-                runtime = self.backend.attach(name, (body or {}).get("nodes", 1), (body or {}).get("history", []), owner)
-                self._labs[(name, owner)] = runtime
+            runtime = self._labs.get(key)
+            if runtime is not None:
+                self._used[key] = self.clock()
         if runtime is None:
-            raise NotFound(f"no lab named {name!r} of {owner} on this lab server")
+            raise NotFound(f"no lab named {key[0]!r} of {key[1]} on this lab server")
         return runtime
 
-    def _close(self, runtime: LabRuntime, _: dict) -> dict:
+    def _forget(self, key: tuple[str, str]) -> LabRuntime | None:
         with self._lock:
-            self._labs.pop((runtime.name, runtime.owner), None)
-            self._used.pop((runtime.name, runtime.owner), None)
+            self._used.pop(key, None)
+            return self._labs.pop(key, None)
+
+    def _close(self, runtime: LabRuntime, _: dict) -> dict:
+        self._forget((runtime.name, runtime.owner))
         runtime.close()
         return {"closed": runtime.name}
 
     def _change(self, runtime: LabRuntime, body: dict) -> dict:
         check = lambda cluster: self._allowed(runtime, cluster)  # noqa: E731
-        return {"changes": [str(c) for c in runtime.change(body.get("op"), check=check)]}
+        with self._owner_lock(runtime.owner):  # two labs of one learner never pass the memory check together
+            return {"changes": [str(c) for c in runtime.change(body.get("op"), check=check)]}
 
     def _allowed(self, runtime: LabRuntime, cluster) -> None:
         """The server's own rules, judged on the model a change would give, before anything happens."""
         self._check_images(cluster)
-        pods = len(cluster.pods)  # system pods (cluster DNS) too: each one holds memory and PIDs
-        users = len(cluster.user_pods())
+        self._check_containers(cluster)
+        pods = len(cluster.pods)  # the cluster DNS pod too: it holds memory and PIDs like any other
+        users = len([ref for ref in cluster.pods if ("Pod", ref) not in SYSTEM_OBJECTS])
         if users > self.limits.pods_per_lab:
             raise Refused(f"this change would give the lab {users} pods; this lab server allows "
                           f"{self.limits.pods_per_lab} per lab: delete some (or scale a Deployment down) first")
@@ -151,18 +177,27 @@ class LabServer:
 
     def _check_memory(self, owner: str, name: str, pods: int) -> None:
         """Refuse when the owner's pods (``pods`` in lab ``name``, what runs in the others) would
-        hold more memory than ``memory_per_learner``: each pod holds ``memory_per_pod``."""
+        hold more memory than ``memory_per_learner``: each pod holds ``memory_per_pod`` (and a
+        fixed ``PodLimits.PAUSE_MEMORY`` for its pause container, not counted here)."""
         each, total = self.limits.memory_per_pod, self.limits.memory_per_learner
         if not each or not total:
             return
         others = {k[0]: len(r.cluster.pods) for k, r in list(self._labs.items()) if k[1] == owner and k[0] != name}
-        if not pods:  # a new lab: its cluster DNS pod
-            pods = 1
+        others |= {k[0]: 1 for k in list(self._starting) if k[1] == owner and k[0] != name}
         if (sum(others.values()) + pods) * each > total:
             held = ", ".join(f"{lab}: {n}" for lab, n in sorted(others.items())) or "none"
             raise Refused(f"this would give your labs {sum(others.values()) + pods} pods of {size(each)} each, more "
                           f"than the {size(total)} of memory this lab server allows each learner (pods in your other "
                           f"labs: {held}): close a lab or delete pods first")
+
+    def _check_containers(self, cluster) -> None:
+        """A pod may not split its memory and PIDs into shares smaller than ``PodLimits`` allows."""
+        most = PodLimits(self.limits.memory_per_pod, self.limits.pids_per_pod).max_containers()
+        for ref, pod in sorted(cluster.pods.items()):
+            if most is not None and len(pod.spec.containers) > most:
+                raise ModelError(f"{len(pod.spec.containers)} containers: this lab server allows {most} per pod "
+                                 f"(each gets a share of the pod's {size(self.limits.memory_per_pod)}): use fewer",
+                                 where=f"Pod {ref}", path="spec.containers")
 
     def _check_images(self, cluster) -> None:
         allowed = {LAB_IMAGE, *self.limits.images}
@@ -180,12 +215,12 @@ class LabServer:
             ("POST", "change"): self._change,
             ("POST", "readiness"): lambda r, b: _readiness(r),
             ("POST", "probe"): lambda r, b: {"results": [p.to_dict() for p in r.probe(
-                [ProbeRequest(**_request(q)) for q in b.get("requests", [])], float(b.get("timeout", 1.0)))]},
+                [ProbeRequest(**_request(q)) for q in b.get("requests", [])], _timeout(b))]},
             ("POST", "exec"): lambda r, b: r.exec(_text(b, "pod"), _argv(b.get("argv")), b.get("container")).to_dict(),
             ("POST", "logs"): lambda r, b: {"text": r.logs(_text(b, "pod"), b.get("container"))},
             ("GET", "rules"): lambda r, b: {"text": r.rules()},
             ("POST", "deciding-rules"): lambda r, b: {"lines": r.deciding_rules(
-                _text(b, "src"), _text(b, "dst"), int(b.get("port", 80)), _text(b, "protocol"))},
+                _text(b, "src"), _text(b, "dst"), _request(b)["port"], _text(b, "protocol"))},
             ("POST", "readiness-detail"): lambda r, b: {"text": r.readiness_detail(_text(b, "pod"))},
             ("POST", "reset-connections"): lambda r, b: {"nodes": r.reset_connections()},
         }
@@ -196,15 +231,18 @@ class LabServer:
             return {k[1] for k in self._labs}
 
     def remove_owner(self, owner: str) -> int:
-        """Close every lab of ``owner`` (their hub server stopped); returns the number of containers removed."""
+        """Close every lab of ``owner`` (they asked, or their hub server stopped); returns the
+        number of their containers removed from the engine (all this server made for them)."""
         with self._lock:
-            mine = [self._labs.pop(k) for k in [k for k in self._labs if k[1] == owner]]
-            for r in mine:
-                self._used.pop((r.name, owner), None)
-        for runtime in mine:
-            with self._lab_lock(runtime):
-                runtime.close()
-        return self.backend.remove_labs(owner)  # and whatever of theirs is left on the engine
+            keys = sorted(k for k in self._labs if k[1] == owner)
+        with contextlib.ExitStack() as held:
+            for key in keys:  # after any call in flight, never under it
+                held.enter_context(self._lab_lock(key))
+            runtimes = [r for r in map(self._forget, keys) if r is not None]
+            removed = self.backend.remove_labs(owner)
+            for runtime in runtimes:
+                runtime.close()  # what is left of it (its containers are gone already)
+        return removed
 
     def reap_idle(self, now: float | None = None) -> list[tuple[str, str]]:
         """Close labs nobody called for ``idle_seconds``; returns their (name, owner)."""
@@ -213,13 +251,17 @@ class LabServer:
         now = self.clock() if now is None else now
         with self._lock:
             idle = [k for k, used in self._used.items() if now - used > self.limits.idle_seconds and k in self._labs]
-            runtimes = [self._labs.pop(k) for k in idle]
-            for k in idle:
-                self._used.pop(k, None)
-        for runtime in runtimes:
-            with self._lab_lock(runtime):
-                runtime.close()
-        return idle
+        closed = []
+        for key in idle:
+            with self._lab_lock(key):
+                with self._lock:  # used again meanwhile: kept
+                    if now - self._used.get(key, now) <= self.limits.idle_seconds:
+                        continue
+                runtime = self._forget(key)
+                if runtime is not None:
+                    runtime.close()
+                    closed.append(key)
+        return closed
 
     def close_all(self) -> None:
         with self._lock:
@@ -244,6 +286,13 @@ def _argv(value: Any) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
         raise ModelError("must be a non-empty list of strings", path="argv")
     return value
+
+
+def _timeout(body: dict) -> float:
+    value = body.get("timeout", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 30:
+        raise ModelError("must be a number of seconds, more than 0 and at most 30", path="timeout")
+    return float(value)
 
 
 def _request(q: Any) -> dict:

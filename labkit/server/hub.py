@@ -16,13 +16,14 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
+from labkit.errors import BackendUnavailable
 from labkit.runtime.base import owner_for
 
 log = logging.getLogger(__name__)
 PAGE = 200
 
 
-class HubUnavailable(Exception):
+class HubUnavailable(BackendUnavailable):
     """The hub's API did not answer usably (nothing may be removed on its word)."""
 
 
@@ -46,7 +47,10 @@ def active_owners(api_url: str, api_token: str, timeout: float = 10.0) -> set[st
         nxt = (page.get("_pagination") or {}).get("next") if isinstance(page, dict) else None
         if not nxt:
             return out
-        offset = int(nxt.get("offset", offset + len(items)))
+        following = int(nxt.get("offset", offset + len(items)))
+        if following <= offset or not items:  # a page that does not move on would loop forever
+            raise HubUnavailable(f"the hub at {api_url} paginated /users without moving on (offset {offset})")
+        offset = following
 
 
 class HubWatcher:

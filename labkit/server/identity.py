@@ -6,9 +6,11 @@ Owns the two ways a caller is known, and how they combine:
   caller's Unix user name, which nobody can claim by writing it in a request.
 * ``HubIdentity``: the learner's JupyterHub token (``Authorization: token ...``), checked
   against the hub with the ``jupyterhub`` package's own service-auth helper (``HubAuth``,
-  cached for a minute), which must carry the scope to access this service. Over a unix
-  socket with Unix users (one machine), the hub user must also be the socket's peer: a
-  token copied into another learner's process does not work there.
+  cached for a minute, so a revoked token works up to a minute longer), which must carry the
+  scope to access this service. Over a unix socket with Unix users (one machine), the hub
+  user must also be the socket's peer: a token copied into another learner's process does
+  not work there. Over TCP (a cluster) the token alone names the caller: serve TCP only
+  where learners cannot read each other's environment.
 
 An identity is ``identify(sock, headers) -> owner`` and raises ``Unauthorized`` (401) or
 ``Refused`` (403) with what to do.
@@ -21,6 +23,7 @@ import socket
 import struct
 from typing import Any, Mapping
 
+from labkit.errors import BackendUnavailable
 from labkit.runtime.base import owner_for
 from labkit.runtime.wire import Refused, Unauthorized
 
@@ -95,7 +98,11 @@ class HubIdentity:
         if token is None:
             raise Unauthorized("this lab server needs your JupyterHub token (Authorization: token ...): run labkit "
                                "inside your hub server, where JUPYTERHUB_API_TOKEN is set")
-        user = self.hub_auth.user_for_token(token)
+        try:
+            user = self.hub_auth.user_for_token(token)
+        except Exception as exc:  # noqa: BLE001 - HubAuth raises tornado's errors when the hub fails
+            raise BackendUnavailable(f"the hub at {self.hub_auth.api_url} could not check your token ({exc}): "
+                                     "try again in a moment") from exc
         if not user or user.get("kind", "user") != "user":
             raise Unauthorized("the hub does not know this token as a user's (expired, revoked, or a service's): "
                                "restart your server from the hub's control panel")

@@ -66,12 +66,19 @@ def _every(seconds: float, stop: threading.Event, job: Callable[[], object], nam
 
 
 def serve(args, say: Callable[[str], None]) -> int:
+    # every option is checked before anything is done
     if not args.socket and not args.listen:
         raise ModelError("give --socket PATH (one machine) and/or --listen HOST:PORT (a cluster)", path="--socket")
-    limits = limits_from(args)
-    identity = HubIdentity.from_environment(args.hub_service) if args.hub else PeerIdentity()
     if args.listen and not args.hub:
         raise ModelError("--listen (TCP) needs --hub: on TCP only a hub token says who is calling", path="--listen")
+    listen = parse_listen(args.listen) if args.listen else None
+    for flag, value, least in (("--idle-lab-minutes", args.idle_lab_minutes, 0), ("--hub-poll-seconds",
+                               args.hub_poll_seconds, 1), ("--labs-per-owner", args.labs_per_owner, 1),
+                               ("--pods-per-lab", args.pods_per_lab, 1), ("--pids-per-pod", args.pids_per_pod, 0)):
+        if value < least:
+            raise ModelError(f"must be at least {least}", path=flag)
+    limits = limits_from(args)
+    identity = HubIdentity.from_environment(args.hub_service) if args.hub else PeerIdentity()
     backend = registry.create("docker", served_by=args.name,
                               pod_limits=PodLimits(limits.memory_per_pod, limits.pids_per_pod))
     backend.image()  # fail now, with the fix, rather than at the first learner's lab
@@ -83,7 +90,7 @@ def serve(args, say: Callable[[str], None]) -> int:
     if args.socket:
         servers.append(UnixHTTPServer(args.socket, app, identity))
     if args.listen:
-        servers.append(TCPHTTPServer(parse_listen(args.listen), app, identity))
+        servers.append(TCPHTTPServer(listen, app, identity))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

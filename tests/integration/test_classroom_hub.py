@@ -332,9 +332,14 @@ def test_learners_are_isolated_from_each_other_the_hub_and_the_machine(classroom
                                  {"LABKIT_SERVER": f"unix://{classroom.socket}", "JUPYTERHUB_API_TOKEN": ""})
     assert anonymous.get("error") == "Unauthorized", anonymous
 
-    hub_ports = [classroom.port, *map(int, classroom.ports.split(","))]
+    # The hub and its proxy listen on 127.0.0.1 (a pod's 127.0.0.1 is its own); a listener on
+    # every address of the machine stands for whatever a teacher may open to the network.
+    listener = socket.create_server(("0.0.0.0", 0))
+    hub_ports = [classroom.port, *map(int, classroom.ports.split(",")), listener.getsockname()[1]]
     host_addresses = sorted({a.split("/")[0] for a in re.findall(r"inet (\S+)", subprocess.run(
         ["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout)} - {"127.0.0.1"})
+    for address in host_addresses:  # the machine itself reaches it on each of them
+        socket.create_connection((address, hub_ports[-1]), 2).close()
 
     def a_from_inside():
         lab = labkit.Lab.attach("secret-a", [])
@@ -374,7 +379,10 @@ def test_learners_are_isolated_from_each_other_the_hub_and_the_machine(classroom
         labkit.runtime.registry.create("remote").remove_labs(a)
         return out
 
-    inside = classroom.run(a, a_from_inside, token_a)
+    try:
+        inside = classroom.run(a, a_from_inside, token_a)
+    finally:
+        listener.close()
     assert host_addresses and all(v != "connected" for v in inside["reach"].values()), inside["reach"]
     assert "No such file" in inside["engine"], inside["engine"]
     for path, _, _ in PRIVILEGED:

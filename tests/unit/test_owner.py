@@ -33,3 +33,12 @@ def test_labkit_owner_names_another_owner_and_is_checked(monkeypatch):
     monkeypatch.setenv(base.OWNER_ENV, "../evil")
     with pytest.raises(ModelError, match="not a valid owner"):
         base.default_owner()
+
+
+def test_no_user_name_becomes_another_users_owner_name():
+    from labkit.runtime.base import owner_for  # noqa: PLC0415
+    altered = owner_for("jo+1")
+    assert altered != "jo-1" and altered.startswith("jo-1-")
+    assert owner_for(altered) != altered  # choosing the altered form as a name does not reach jo+1's labs
+    assert owner_for("ann") == "ann" and owner_for("a" * 80) != owner_for("a" * 81)
+    assert all(len(owner_for(n)) <= 63 for n in ("a" * 200, "jo+" * 40, "x-0123456789abcdef"))

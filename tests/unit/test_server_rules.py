@@ -132,3 +132,37 @@ def test_serve_refuses_tcp_without_hub_tokens_and_hub_without_its_environment(ca
     assert "JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN" in capsys.readouterr().err
     assert main(["serve"]) == 1
     assert "--socket PATH" in capsys.readouterr().err
+
+
+def test_pods_beyond_the_lab_limit_are_refused_in_any_namespace_and_so_are_huge_pods(clock):
+    app = LabServer(SimBackend(), Limits(pods_per_lab=2, memory_per_pod=64 * MIB, pids_per_pod=64))
+    start(app, "ann", "one")
+    status, answer = apply(app, "ann", "one", [pod("a", "kube-system"), pod("b", "kube-system"),
+                                               pod("c", "kube-system")])
+    assert status == 403 and "3 pods" in answer["error"]["message"]  # kube-system is no way around it
+    crowded = pod("crowded")
+    crowded["spec"]["containers"] = [{"name": f"c{i}"} for i in range(5)]  # 64 MiB in 5 shares < 16 MiB
+    status, answer = apply(app, "ann", "one", [crowded])
+    assert status == 400 and answer["error"]["path"] == "spec.containers" and "allows 4 per pod" in \
+        answer["error"]["message"]
+    crowded["spec"]["containers"] = crowded["spec"]["containers"][:4]
+    assert apply(app, "ann", "one", [crowded])[0] == 200
+    app.close_all()
+
+
+def test_names_values_and_labs_the_server_does_not_hold_are_refused_with_the_field(server):
+    for name, fix in (("Bad_Name", "name"), ("x" * 21, "name")):
+        status, answer = start(server, "ann", name)
+        assert status == 400 and answer["error"]["path"] == fix
+    start(server, "ann", "one")
+    assert "a lab named 'one' of ann already runs" in start(server, "ann", "one")[1]["error"]["message"]
+    status, answer = call(server, "ann", "POST", "/v1/labs/one/probe",
+                          {"requests": [{"src": "a", "dst": "b", "port": 80, "protocol": "TCP"}], "timeout": "soon"})
+    assert status == 400 and answer["error"]["path"] == "timeout"
+    status, answer = call(server, "ann", "POST", "/v1/labs/one/deciding-rules", {"src": "a", "dst": "b",
+                                                                                 "port": "eighty", "protocol": "TCP"})
+    assert status == 400 and answer["error"]["path"] == "requests[].port"
+    status, answer = call(server, "ann", "POST", "/v1/labs/other/attach", {"history": [], "nodes": 1})
+    assert status == 404 and "no lab named 'other' of ann" in answer["error"]["message"]
+    status, answer = call(server, "bob", "POST", "/v1/labs/one/attach", {})
+    assert status == 404  # ann's lab, by its name, is not bob's

@@ -34,7 +34,8 @@ class DockerBackend(Backend):
             failure at that step.
         served_by: the name of the lab server this backend works for: every container it
             makes is labelled with it, so that server, restarted, finds its orphans
-            (``remove_served_labs``).
+            (``remove_served_labs``); it lists, attaches and removes only labs so labelled
+            (other labs on the same engine are not the server's to touch).
         pod_limits: memory and PIDs the engine allows each pod (a lab server's limits).
     """
 
@@ -90,7 +91,7 @@ class DockerBackend(Backend):
     # ------------------------------------------------------------ labs on the engine
     def list_labs(self, owner: str | None = None) -> list[LabInfo]:
         groups: dict[tuple[str, str], list] = defaultdict(list)
-        for c in engine.labelled(self.client, owner=owner):
+        for c in engine.labelled(self.client, owner=owner, server=self.served_by):
             lab = c.labels.get(lk.LAB, "")
             if lab:  # throw-away check containers carry an empty lab label
                 groups[(lab, c.labels.get(lk.OWNER, ""))].append(c)
@@ -105,7 +106,7 @@ class DockerBackend(Backend):
 
     def remove_lab(self, name: str, owner: str) -> int:
         check_owner(owner)
-        return engine.remove(self.client, engine.labelled(self.client, name, owner))
+        return engine.remove(self.client, engine.labelled(self.client, name, owner, server=self.served_by))
 
     def remove_every_lab(self) -> int:
         return engine.remove(self.client, engine.labelled(self.client))
@@ -139,7 +140,7 @@ class DockerBackend(Backend):
 
     def attach(self, name: str, nodes: int, history: list[dict[str, Any]], owner: str) -> DockerLab:
         check_owner(owner)
-        found = engine.labelled(self.client, name, owner)
+        found = engine.labelled(self.client, name, owner, server=self.served_by)
         if not found:  # another owner's lab of the same name is not found either
             raise NotFound(f"no lab named {name!r} of {owner} runs on this engine")
         running = sum(1 for c in found if c.labels.get(lk.ROLE) == "node") or nodes  # what runs decides

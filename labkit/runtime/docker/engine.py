@@ -18,6 +18,7 @@ from labkit.runtime.docker import labels as lk
 from labkit.errors import BackendError, BackendUnavailable, CommandError
 
 NODE_AGENT = ["python3", "-m", "labkit.node"]
+MAX_OUTPUT = 1 << 20  # what an exec or a log read returns at most (the rest is cut, and said so)
 
 
 def connect(timeout: float = 30.0, base_url: str | None = None):
@@ -212,10 +213,15 @@ def exec_raw(client, container_id: str, argv: list[str], stdin: bytes | None = N
             raw.shutdown(socket.SHUT_WR)
         while chunk := _recv(raw, deadline, f"{argv[0]} in {what}"):
             frames.feed(chunk)
+            if len(frames.stdout) + len(frames.stderr) > MAX_OUTPUT:  # the rest is not read: the
+                break                                                  # command gets EPIPE and ends
     finally:
         raw.close()
     code = api.exec_inspect(exec_id).get("ExitCode")
-    return (code if code is not None else -1), bytes(frames.stdout), bytes(frames.stderr)
+    out, err = bytes(frames.stdout[:MAX_OUTPUT]), bytes(frames.stderr[:MAX_OUTPUT])
+    if len(frames.stdout) + len(frames.stderr) > MAX_OUTPUT:
+        err += f"\n[labkit: the output was cut at {MAX_OUTPUT // 2**20} MiB]\n".encode()
+    return (code if code is not None else -1), out, err
 
 
 def agent(client, container_id: str, command: str, payload: dict[str, Any] | None = None,
@@ -261,7 +267,8 @@ def current_name(container) -> str:
 
 
 def logs(container) -> str:
-    return container.logs().decode(errors="replace")
+    """The container's last log lines, at most ``MAX_OUTPUT`` bytes."""
+    return container.logs(tail=10000)[-MAX_OUTPUT:].decode(errors="replace")
 
 
 def created(container) -> float:

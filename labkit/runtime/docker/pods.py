@@ -24,8 +24,8 @@ from labkit.runtime.docker import labels as lk
 from labkit.runtime.docker.nodes import NodeContainer
 from labkit.semantics.services import search_path
 
-PAUSE_MEMORY, PAUSE_PIDS = 32 * 2**20, 16  # the pause container only sleeps
-MIN_MEMORY, MIN_PIDS = 16 * 2**20, 8       # what one app container gets at least
+# a pod's logs stay small on the engine's disk, whatever its app writes
+LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}}
 POD_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1",
                "net.ipv4.ip_forward": "0"}
 log = logging.getLogger(__name__)
@@ -97,17 +97,19 @@ def cni_args(lab: str, cluster: Cluster, ref: str, netns: str) -> dict:
 
 
 def limit_options(limits: PodLimits | None, containers: int) -> tuple[dict, dict]:
-    """Engine limits for a pod's pause container and for each of its ``containers`` app
-    containers: the pod's memory and PIDs shared evenly between them, no swap."""
+    """Engine options for a pod's pause container and for each of its ``containers`` app
+    containers: small logs always; with ``limits``, the pod's memory (no swap) and PIDs shared
+    evenly between its app containers (``PodLimits.per_container``)."""
+    pause, app = {"log_config": LOG_CONFIG}, {"log_config": LOG_CONFIG}
     if limits is None:
-        return {}, {}
-    pause, app = {"pids_limit": PAUSE_PIDS}, {}
-    if limits.memory:
-        pause |= {"mem_limit": PAUSE_MEMORY, "memswap_limit": PAUSE_MEMORY}
-        each = max(limits.memory // max(containers, 1), MIN_MEMORY)
-        app |= {"mem_limit": each, "memswap_limit": each}
-    if limits.pids:
-        app["pids_limit"] = max(limits.pids // max(containers, 1), MIN_PIDS)
+        return pause, app
+    memory, pids = limits.per_container(containers)
+    pause["pids_limit"] = PodLimits.PAUSE_PIDS
+    if memory:
+        pause |= {"mem_limit": PodLimits.PAUSE_MEMORY, "memswap_limit": PodLimits.PAUSE_MEMORY}
+        app |= {"mem_limit": memory, "memswap_limit": memory}
+    if pids:
+        app["pids_limit"] = pids
     return pause, app
 
 
