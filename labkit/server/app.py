@@ -129,14 +129,15 @@ class LabServer:
                               f"{', '.join(mine)}")
             self._check_memory(owner, name, 1)  # its cluster DNS pod
             self._starting.add(key)
+        runtime = None
         try:
             runtime = self.backend.start(name, nodes, owner)
         finally:
-            with self._lock:
+            with self._lock:  # from "starting" to "running" at once: never uncounted in between
                 self._starting.discard(key)
-        with self._lock:
-            self._labs[key] = runtime
-            self._used[key] = self.clock()
+                if runtime is not None:
+                    self._labs[key] = runtime
+                    self._used[key] = self.clock()
         return {"name": name, "owner": owner}
 
     def _lab(self, key: tuple[str, str]) -> LabRuntime:

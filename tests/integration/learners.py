@@ -3,8 +3,9 @@
 ``throwaway_users`` creates users (optionally with a home only they can read, a password and
 extra groups) and removes them, their homes and their processes' files again; ``as_user``
 runs a function in a child of this process that has dropped to a user (fork, then
-setgid/setuid), with a given environment: the child already has labkit imported, so it needs
-no access to this checkout or its Python. Both need root.
+setgid/setuid), with a given environment: the child already has labkit and what its remote
+backend needs imported (this module imports them), so it needs no access to this checkout or
+its Python. Both need root.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import subprocess
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import labkit.runtime.remote  # noqa: F401 - imported before any fork: a learner may not read this Python's files
+import labkit.server.app  # noqa: F401 - (under root's home, say), so they must be loaded already
 from labkit.errors import LabkitError
 
 
