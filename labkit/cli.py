@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pods-per-lab", type=int, default=40)
     sp.add_argument("--memory-per-pod", default="256M", help="memory each pod may use (default 256M; 0: no limit)")
     sp.add_argument("--pids-per-pod", type=int, default=128, help="processes each pod may run (default 128)")
+    sp.add_argument("--cpus-per-pod", type=float, default=0.5,
+                    help="CPU time each pod may use, in cores (default 0.5; 0: no limit)")
+    sp.add_argument("--nodes-per-lab", type=int, default=3, help="the most nodes a lab may have (default 3)")
     sp.add_argument("--memory-per-learner", default="4G",
                     help="memory all of one learner's pods may hold together (default 4G)")
     sp.add_argument("--idle-lab-minutes", type=float, default=120.0,

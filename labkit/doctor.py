@@ -78,8 +78,13 @@ def _server() -> list[Check]:
     return [Check("lab server", True, f"{address} answers; you are {me['owner']} ({how}) with {me['labs']} lab(s) "
                   f"(at most {limits['labs_per_owner']}, {limits['pods_per_lab']} pods each; per pod "
                   f"{size(limits.get('memory_per_pod'))} and {limits.get('pids_per_pod') or 'any number of'} "
-                  f"processes; {size(limits.get('memory_per_learner'))} for all your pods); "
+                  f"processes{_cpus(limits.get('cpus_per_pod'))}; {size(limits.get('memory_per_learner'))} for all your "
+                  "pods); "
                   f"{'real packets' if caps.real_packets else 'simulated'} on {caps.where}")]
+
+
+def _cpus(cores: float | None) -> str:
+    return f" and {cores:g} of a core" if cores else ""
 
 
 def checks() -> list[Check]:

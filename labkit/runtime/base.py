@@ -177,13 +177,14 @@ class Readiness:
 @dataclass(frozen=True)
 class PodLimits:
     """What the engine lets one pod use (a lab server sets these on every pod it runs):
-    ``memory`` in bytes and ``pids`` processes, shared evenly by the pod's app containers
+    ``memory`` in bytes, ``pids`` processes and ``cpus`` cores, shared evenly by the pod's app containers
     (its pause container gets ``PAUSE_MEMORY`` and ``PAUSE_PIDS`` besides); None: no limit.
     A pod may have at most ``max_containers()`` containers, so that each gets at least
     ``MIN_MEMORY`` and ``MIN_PIDS`` without the pod holding more than its limits."""
 
     memory: int | None = None
     pids: int | None = None
+    cpus: float | None = None  # CPU time, in cores (0.5: half of one core)
 
     PAUSE_MEMORY: ClassVar[int] = 32 * 2**20  # the pause container only sleeps
     PAUSE_PIDS: ClassVar[int] = 16
@@ -195,10 +196,11 @@ class PodLimits:
                   if n]
         return max(1, min(bounds)) if bounds else None
 
-    def per_container(self, containers: int) -> tuple[int | None, int | None]:
-        """(memory, pids) each of ``containers`` app containers gets."""
+    def per_container(self, containers: int) -> tuple[int | None, int | None, int | None]:
+        """(memory, pids, CPU in billionths of a core) each of ``containers`` app containers gets."""
         n = max(containers, 1)
-        return (self.memory // n if self.memory else None, self.pids // n if self.pids else None)
+        return (self.memory // n if self.memory else None, self.pids // n if self.pids else None,
+                int(self.cpus * 1e9) // n if self.cpus else None)
 
 
 StepHook = Callable[[str], None]

@@ -28,8 +28,9 @@ from labkit.runtime.wire import API, Refused, error_to_dict, status_of
 
 @dataclass(frozen=True)
 class Limits:
-    """What each learner may have at once. Memory and PIDs per pod are set on every pod by the
-    engine (the backend's ``pod_limits``); memory per learner counts those pods' memory."""
+    """What each learner may have at once. Memory, PIDs and CPU per pod are set on every pod by
+    the engine (the backend's ``pod_limits``); memory per learner counts those pods' memory.
+    Node containers are the server's own and not limited: ``nodes_per_lab`` bounds them."""
 
     labs_per_owner: int = 3
     pods_per_lab: int = 40
@@ -38,6 +39,8 @@ class Limits:
     pids_per_pod: int | None = None
     memory_per_learner: int | None = None  # bytes, over all of a learner's labs
     idle_seconds: float | None = None  # a lab nobody called for this long is removed
+    cpus_per_pod: float | None = None  # cores, set on every pod like memory and PIDs
+    nodes_per_lab: int = 3
 
 
 def size(n: int | None) -> str:
@@ -115,6 +118,9 @@ class LabServer:
     def _start(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
         name, nodes = _text(body, "name"), body.get("nodes", 1)
         dns1123_label(name, "name")
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= self.limits.nodes_per_lab:
+            raise ModelError(f"must be a whole number from 1 to {self.limits.nodes_per_lab}, the most nodes this lab "
+                             "server gives a lab", path="nodes")
         if len(name) > 20:
             raise ModelError(f"lab name {name!r} is too long: at most 20 characters", path="name")
         key = (name, owner)

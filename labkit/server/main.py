@@ -50,7 +50,8 @@ def limits_from(args) -> Limits:
     return Limits(args.labs_per_owner, args.pods_per_lab, tuple(args.allow_image),
                   _size_or_none(args.memory_per_pod, "--memory-per-pod"), args.pids_per_pod or None,
                   _size_or_none(args.memory_per_learner, "--memory-per-learner"),
-                  args.idle_lab_minutes * 60 if args.idle_lab_minutes else None)
+                  args.idle_lab_minutes * 60 if args.idle_lab_minutes else None, args.cpus_per_pod or None,
+                  args.nodes_per_lab)
 
 
 def _every(seconds: float, stop: threading.Event, job: Callable[[], object], name: str) -> threading.Thread:
@@ -74,13 +75,14 @@ def serve(args, say: Callable[[str], None]) -> int:
     listen = parse_listen(args.listen) if args.listen else None
     for flag, value, least in (("--idle-lab-minutes", args.idle_lab_minutes, 0), ("--hub-poll-seconds",
                                args.hub_poll_seconds, 1), ("--labs-per-owner", args.labs_per_owner, 1),
-                               ("--pods-per-lab", args.pods_per_lab, 1), ("--pids-per-pod", args.pids_per_pod, 0)):
+                               ("--pods-per-lab", args.pods_per_lab, 1), ("--pids-per-pod", args.pids_per_pod, 0),
+                               ("--cpus-per-pod", args.cpus_per_pod, 0), ("--nodes-per-lab", args.nodes_per_lab, 1)):
         if value < least:
             raise ModelError(f"must be at least {least}", path=flag)
     limits = limits_from(args)
     identity = HubIdentity.from_environment(args.hub_service) if args.hub else PeerIdentity()
     backend = registry.create("docker", served_by=args.name,
-                              pod_limits=PodLimits(limits.memory_per_pod, limits.pids_per_pod))
+                              pod_limits=PodLimits(limits.memory_per_pod, limits.pids_per_pod, limits.cpus_per_pod))
     backend.image()  # fail now, with the fix, rather than at the first learner's lab
     removed = backend.remove_served_labs()
     if removed:

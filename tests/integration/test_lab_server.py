@@ -47,6 +47,7 @@ def users():
 
 
 SERVER_FLAGS = ["--labs-per-owner", "2", "--pods-per-lab", "4", "--memory-per-pod", "64M", "--pids-per-pod", "48",
+                "--cpus-per-pod", "0.5",
                 "--memory-per-learner", "384M"]  # 6 pods of 64 MiB: two labs of a DNS pod and 2 pods each
 
 
@@ -105,7 +106,7 @@ def test_a_learner_gets_real_packets_as_themselves_and_never_the_engine(server, 
     doctor = as_user(alice, sock, lambda: [c.detail for c in __import__("labkit.doctor").doctor.checks()
                                            if c.name == "lab server"])["value"]
     assert doctor and f"you are {alice} (your Unix user) with 1 lab(s)" in doctor[0], doctor
-    assert "per pod 64 MiB and 48 processes; 384 MiB for all your pods" in doctor[0], doctor
+    assert "per pod 64 MiB and 48 processes and 0.5 of a core; 384 MiB for all your pods" in doctor[0], doctor
     assert got["backend"] == "remote" and got["simulated"] is False
     assert got["probe"]["ok"] and got["probe"]["answered_by"] == "default/b" and got["probe"]["latency_ms"]
     assert got["caps"]["real_packets"] and "lab server" in got["caps"]["where"]
@@ -168,7 +169,8 @@ def test_every_pod_is_held_to_its_memory_and_pids_and_a_learner_to_their_memory(
         lab = labkit.Lab("limits")
         lab.apply([pod_doc("hog"), pod_doc("bomb")])
         cgroup = lab.exec("hog", ["sh", "-c", "cd /sys/fs/cgroup; cat memory.max 2>/dev/null || cat "  # v2, else v1
-                                           "memory/memory.limit_in_bytes; cat pids.max 2>/dev/null || cat pids/pids.max"]
+                                           "memory/memory.limit_in_bytes; cat pids.max 2>/dev/null || cat pids/pids.max;"
+                                           "cat cpu.max 2>/dev/null || cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us"]
                           ).output.split()
         hog = lab.exec("hog", ["python3", "-c", "b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096])"])
         bomb = lab.exec("bomb", ["sh", "-c", "for i in $(seq 100); do sleep 3 & done 2>&1; wait; echo done"])
@@ -187,7 +189,7 @@ def test_every_pod_is_held_to_its_memory_and_pids_and_a_learner_to_their_memory(
         return out
 
     got = as_user(alice, sock, hog_and_bomb)["value"]
-    assert got["cgroup"] == [str(64 * 2**20), "48"], got["cgroup"]  # set by the server, on the engine
+    assert got["cgroup"] == [str(64 * 2**20), "48", "50000", "100000"], got["cgroup"]  # set by the server, on the engine
     assert got["hog"][0] == 137, got["hog"]  # killed by the kernel at its pod's memory limit
     assert "cannot fork" in got["bomb"].lower() or "can't fork" in got["bomb"], got["bomb"]  # stopped at 48
     assert got["after"] is True

@@ -67,7 +67,8 @@ def test_whoami_says_every_limit(server):
     status, me = call(server, "ann", "GET", "/v1/whoami")
     assert status == 200 and me["owner"] == "ann" and me["labs"] == 0
     assert me["limits"] == {"labs_per_owner": 3, "pods_per_lab": 10, "images": (), "memory_per_pod": 64 * MIB,
-                            "pids_per_pod": None, "memory_per_learner": 320 * MIB, "idle_seconds": 60}
+                            "pids_per_pod": None, "memory_per_learner": 320 * MIB, "idle_seconds": 60,
+                            "cpus_per_pod": None, "nodes_per_lab": 3}
 
 
 def test_an_idle_lab_is_removed_and_a_used_one_kept(server, clock):
@@ -154,6 +155,9 @@ def test_names_values_and_labs_the_server_does_not_hold_are_refused_with_the_fie
     for name, fix in (("Bad_Name", "name"), ("x" * 21, "name")):
         status, answer = start(server, "ann", name)
         assert status == 400 and answer["error"]["path"] == fix
+    for nodes in (0, 4, "2", True):
+        status, answer = call(server, "ann", "POST", "/v1/labs", {"name": "many", "nodes": nodes})
+        assert status == 400 and answer["error"]["path"] == "nodes" and "from 1 to 3" in answer["error"]["message"]
     start(server, "ann", "one")
     assert "a lab named 'one' of ann already runs" in start(server, "ann", "one")[1]["error"]["message"]
     status, answer = call(server, "ann", "POST", "/v1/labs/one/probe",

@@ -99,17 +99,19 @@ def cni_args(lab: str, cluster: Cluster, ref: str, netns: str) -> dict:
 def limit_options(limits: PodLimits | None, containers: int) -> tuple[dict, dict]:
     """Engine options for a pod's pause container and for each of its ``containers`` app
     containers: small logs always; with ``limits``, the pod's memory (no swap) and PIDs shared
-    evenly between its app containers (``PodLimits.per_container``)."""
+    evenly between its app containers, and so is its CPU time (``PodLimits.per_container``)."""
     pause, app = {"log_config": LOG_CONFIG}, {"log_config": LOG_CONFIG}
     if limits is None:
         return pause, app
-    memory, pids = limits.per_container(containers)
+    memory, pids, cpu = limits.per_container(containers)
     pause["pids_limit"] = PodLimits.PAUSE_PIDS
     if memory:
         pause |= {"mem_limit": PodLimits.PAUSE_MEMORY, "memswap_limit": PodLimits.PAUSE_MEMORY}
         app |= {"mem_limit": memory, "memswap_limit": memory}
     if pids:
         app["pids_limit"] = pids
+    if cpu:
+        app["nano_cpus"] = cpu
     return pause, app
 
 
