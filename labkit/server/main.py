@@ -88,32 +88,36 @@ def serve(args, say: Callable[[str], None]) -> int:
     if removed:
         say(f"removed {removed} container(s) of labs an earlier run of lab server {args.name!r} left")
     app = LabServer(backend, limits)
-    servers = []
-    if args.socket:
-        servers.append(UnixHTTPServer(args.socket, app, identity))
-    if args.listen:
-        servers.append(TCPHTTPServer(listen, app, identity))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    for server in servers:
-        threading.Thread(target=server.serve_forever, name="labkit-serve", daemon=True).start()
-    if limits.idle_seconds:
-        _every(min(60.0, limits.idle_seconds / 4), stop, app.reap_idle, "labkit-idle-reaper")
+    servers: list = []
+    serving: list = []  # those whose serve_forever runs (only they may be shut down: it waits for it)
     watcher = None
-    if args.hub:
-        watcher = HubWatcher(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], app.owners,
-                             app.remove_owner, args.hub_poll_seconds).start()
-    where = " and ".join([f"unix://{args.socket}"] * bool(args.socket) + [f"http://{args.listen}"] * bool(args.listen))
-    say(f"labkit serve {args.name!r}: labs for every {'hub user' if args.hub else 'Unix user'} on {where} (engine "
-        f"{backend.capabilities().where}); Ctrl-C or SIGTERM stops it and removes its labs")
-    try:
+    stop = threading.Event()
+    try:  # whatever was made is undone, also when a socket cannot be bound
+        if args.socket:
+            servers.append(UnixHTTPServer(args.socket, app, identity))
+        if listen:
+            servers.append(TCPHTTPServer(listen, app, identity))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        for server in servers:
+            threading.Thread(target=server.serve_forever, name="labkit-serve", daemon=True).start()
+            serving.append(server)
+        if limits.idle_seconds:
+            _every(min(60.0, limits.idle_seconds / 4), stop, app.reap_idle, "labkit-idle-reaper")
+        if args.hub:
+            watcher = HubWatcher(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], app.owners,
+                                 app.remove_owner, args.hub_poll_seconds).start()
+        where = " and ".join([f"unix://{args.socket}"] * bool(args.socket) + [f"http://{args.listen}"] * bool(listen))
+        say(f"labkit serve {args.name!r}: labs for every {'hub user' if args.hub else 'Unix user'} on {where} "
+            f"(engine {backend.capabilities().where}); Ctrl-C or SIGTERM stops it and removes its labs")
         stop.wait()
     finally:
+        stop.set()
         if watcher is not None:
             watcher.stop()
-        for server in servers:
+        for server in serving:
             server.shutdown()
+        for server in servers:
             server.server_close()
         app.close_all()
         backend.remove_served_labs()
