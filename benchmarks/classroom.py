@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,15 +119,18 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
-def measure(n: int, rounds: int, run_learners, serving_pid: int) -> dict:
-    """Start the learners (``run_learners(barrier_dir)`` -> list of results), release them
-    when every lab answers, and watch the serving process and the host meanwhile."""
+def measure(n: int, one, serving_pid: int) -> dict:
+    """Start ``n`` learners at once (``one(barrier_dir, index)`` -> its result, each in a thread),
+    release them when every lab answers, and watch the serving process and the host meanwhile."""
     barrier = tempfile.mkdtemp(prefix="labkit-bench-")
     os.chmod(barrier, 0o777)
     mem_before, cpu_before, peak = meminfo_available_kib(), cpu_seconds(serving_pid), [0]
     started = time.monotonic()
     results: list[dict] = []
-    worker = threading.Thread(target=lambda: results.extend(run_learners(barrier)))
+    def run_all() -> None:
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            results.extend(pool.map(lambda i: one(barrier, i), range(n)))
+    worker = threading.Thread(target=run_all)
     worker.start()
     while len([f for f in os.listdir(barrier) if f.startswith("up-")]) < n and worker.is_alive():
         peak[0] = max(peak[0], rss_kib(serving_pid))
@@ -152,7 +156,8 @@ def measure(n: int, rounds: int, run_learners, serving_pid: int) -> dict:
             "serving_cpu_s": round(cpu_seconds(serving_pid) - cpu_before, 2),
             "serving_peak_rss_mib": round(peak[0] / 1024, 1),
             "probe_median_ms": round(statistics.median(probes) * 1000, 1), "probe_p95_ms": round(p95(probes) * 1000, 1),
-            "apply_median_ms": round(statistics.median(applies) * 1000, 1), "apply_p95_ms": round(p95(applies) * 1000, 1)}
+            "apply_median_ms": round(statistics.median(applies) * 1000, 1),
+            "apply_p95_ms": round(p95(applies) * 1000, 1)}
 
 
 def through_server(n: int, rounds: int, world: str, users: list[str]) -> dict:
@@ -167,20 +172,10 @@ def through_server(n: int, rounds: int, world: str, users: list[str]) -> dict:
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.2)
 
-        def run_learners(barrier: str) -> list[dict]:
-            out: list[dict] = []
-
-            def one(i: int) -> None:
-                answer = as_user(users[i], lambda: guarded(world, rounds, barrier, i),
-                                 {"LABKIT_SERVER": f"unix://{sock}"})
-                out.append(answer.get("value") or {"error": answer})
-            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            return out
-        return measure(n, rounds, run_learners, server.pid)
+        def one(barrier: str, i: int) -> dict:
+            answer = as_user(users[i], lambda: guarded(world, rounds, barrier, i), {"LABKIT_SERVER": f"unix://{sock}"})
+            return answer.get("value") or {"error": answer}
+        return measure(n, one, server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=300)
@@ -188,18 +183,8 @@ def through_server(n: int, rounds: int, world: str, users: list[str]) -> dict:
 
 
 def in_one_process(n: int, rounds: int, world: str) -> dict:
-    def run_learners(barrier: str) -> list[dict]:
-        out: list[dict] = []
-
-        def one(i: int) -> None:
-            out.append(guarded(world, rounds, barrier, i, backend="docker", owner=f"bench{i}"))
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return out
-    return measure(n, rounds, run_learners, os.getpid())
+    return measure(n, lambda barrier, i: guarded(world, rounds, barrier, i, backend="docker", owner=f"bench{i}"),
+                   os.getpid())
 
 
 def main() -> int:

@@ -14,12 +14,28 @@ import os
 import pwd
 import secrets
 import subprocess
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import labkit.runtime.remote  # noqa: F401 - imported before any fork: a learner may not read this Python's files
 import labkit.server.app  # noqa: F401 - (under root's home, say), so they must be loaded already
 from labkit.errors import LabkitError
+
+
+def remove_user(name: str, home: bool = True, timeout: float = 60.0) -> bool:
+    """Remove ``name`` (and its home); retried while its last processes end (userdel refuses a user
+    who still runs one). True when the user is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        subprocess.run(["userdel", *(["--remove"] if home else []), name], capture_output=True)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
 
 
 def uid(name: str) -> int:
@@ -44,8 +60,8 @@ def throwaway_users(names: list[str], *, home: bool = False, groups: tuple[str, 
                 os.chmod(pwd.getpwnam(name).pw_dir, 0o700)
         yield passwords
     finally:
-        for name in names:
-            subprocess.run(["userdel", *(["--remove"] if home else []), name], capture_output=True)
+        left = [name for name in names if not remove_user(name, home)]
+        assert not left, f"throw-away users could not be removed: {left}"
 
 
 def as_user(user: str, job: Callable[[], object], env: dict[str, str]) -> dict:

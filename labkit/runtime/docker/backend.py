@@ -36,7 +36,7 @@ class DockerBackend(Backend):
             makes is labelled with it, so that server, restarted, finds its orphans
             (``remove_served_labs``); it lists, attaches and removes only labs so labelled
             (other labs on the same engine are not the server's to touch).
-        pod_limits: memory and PIDs the engine allows each pod (a lab server's limits).
+        pod_limits: memory, PIDs and CPU the engine allows each pod (a lab server's limits).
     """
 
     name = "docker"
