@@ -12,9 +12,11 @@ from __future__ import annotations
 import html
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from labkit.errors import LabkitError, NotFound
+from labkit.exercises.expect import Context, ExpectationResult, judge_all
+from labkit.exercises.visitors import Visitor, provided_policies, scenario_intact, selector_notes, visiting
 
 STRICT_ENV = "LABKIT_STRICT_CHECKS"
 SOLUTIONS_ENV = "LABKIT_APPLY_SOLUTIONS"
@@ -38,31 +40,6 @@ def solutions_requested() -> bool:
     return os.environ.get(SOLUTIONS_ENV, "").strip() == "1"
 
 
-@dataclass(frozen=True)
-class Reach:
-    """One expectation: ``src`` can (``allowed=True``) or cannot open ``port`` on ``dst``.
-
-    ``src`` is a pod ref or ``"internet"``; ``dst`` a pod ref, a DNS name as the source pod
-    would use it, or an IP. ``text`` says it in the words of the exercise.
-    """
-
-    src: str
-    dst: str
-    port: int
-    allowed: bool
-    text: str
-    protocol: str = "TCP"
-
-
-@dataclass(frozen=True)
-class ExpectationResult:
-    """How one expectation fared: ``passed`` and what was seen (``detail``)."""
-
-    text: str
-    passed: bool
-    detail: str
-
-
 @dataclass
 class CheckResult:
     """The result of ``check(id, lab)``: one ``ExpectationResult`` per expectation; true when all passed."""
@@ -71,6 +48,7 @@ class CheckResult:
     title: str
     outcomes: list[ExpectationResult]
     simulated: bool = False
+    notes: list[str] = field(default_factory=list)  # the learner's selectors that match nothing
 
     @property
     def passed(self) -> bool:
@@ -100,6 +78,7 @@ class CheckResult:
             lines.append(f"  {'✅' if o.passed else '❌'} {o.text}")
             if not o.passed:
                 lines.extend(f"       {line}" for line in o.detail.splitlines())
+        lines.extend(f"  note: {n}" for n in self.notes)
         if not self.passed:
             lines.append(f"  (stuck? hint({self.exercise!r}) reveals one hint at a time)")
         return "\n".join(lines)
@@ -113,16 +92,18 @@ class CheckResult:
                 f"<div style='color:#57606a;margin-left:1.6em;white-space:pre-wrap'>{html.escape(o.detail)}</div>")
             mark = "✅" if o.passed else "❌"
             rows.append(f"<li style='list-style:none'>{mark} {html.escape(o.text)}{detail}</li>")
+        notes = "".join(f"<li style='list-style:none'>⚠️ {html.escape(n)}</li>" for n in self.notes)
         width = int(100 * done / total) if total else 0
         sim = " <small>(simulated lab: results come from the oracle)</small>" if self.simulated else ""
         footer = "" if self.passed else (
             f"<div><small>Stuck? <code>hint({html.escape(repr(self.exercise))})</code> reveals one hint at a "
             "time.</small></div>")
-        return (f"<div class='labkit-check'><b style='color:{colour}'>{html.escape(self.exercise)} · "
+        state = "labkit-check-passed" if self.passed else "labkit-check-failed"
+        return (f"<div class='labkit-check {state}'><b style='color:{colour}'>{html.escape(self.exercise)} · "
                 f"{html.escape(self.title)}: {html.escape(self._verdict())}</b>{sim}"
                 f"<div style='background:#eaeef2;width:16em;height:0.6em;margin:4px 0'>"
                 f"<div style='background:{colour};width:{width}%;height:100%'></div></div>"
-                f"<ul style='padding-left:0.4em'>{''.join(rows)}</ul>{footer}</div>")
+                f"<ul style='padding-left:0.4em'>{''.join(rows)}{notes}</ul>{footer}</div>")
 
 
 @dataclass(frozen=True)
@@ -182,47 +163,38 @@ class Exercise:
     title: str
     notebook: str
     world: str
-    expectations: tuple[Reach, ...]
+    expectations: tuple[Any, ...]  # labkit.exercises.expect kinds
     hints: tuple[str, ...]
-    solution: str
+    solution: str  # YAML to apply; for answer exercises, how to find the answers
     lab_name: str = ""
-    notes: tuple[str, ...] = field(default=())
+    nodes: int = 1  # the nodes its notebook's lab has
+    provided: str = ""  # YAML of the policies the notebook gave before the exercise (must stay)
+    visitors: tuple[Visitor, ...] = ()  # fresh pods the check creates and removes
+    visitor_namespace_labels: tuple[tuple[str, str], ...] = (("team", "visitors"),)
+
+    @property
+    def answers(self) -> tuple[Any, ...]:
+        """The expectations that are questions (``Answer``): the learner passes ``answers=``."""
+        return tuple(e for e in self.expectations if hasattr(e, "reference"))
 
 
-def judge(exercise: Exercise, lab: Any) -> CheckResult:
-    """Probe the learner's lab once per expectation and say which ones hold."""
-    outcomes = [_judge_one(lab, e) for e in exercise.expectations]
-    return CheckResult(exercise.id, exercise.title, outcomes, bool(getattr(lab, "simulated", False)))
+def judge(exercise: Exercise, lab: Any, answers: Mapping[str, Any] | None = None) -> CheckResult:
+    """Judge the learner's lab against every expectation of ``exercise``.
 
-
-def _judge_one(lab: Any, e: Reach) -> ExpectationResult:
-    try:
-        result = lab.probe(e.src, e.dst, port=e.port, protocol=e.protocol)
-    except NotFound as exc:
-        return ExpectationResult(e.text, False, f"{exc}: run the cell that creates this exercise's pods first")
-    except LabkitError as exc:
-        return ExpectationResult(e.text, False, f"could not test it: {exc}")
-    where = f"{e.src} -> {e.dst}:{e.port}/{e.protocol}"
-    if result.ok == e.allowed:
-        seen = f"answered by {result.answered_by}" if result.ok else f"blocked ({result.error})"
-        return ExpectationResult(e.text, True, f"{where}: {seen}")
-    if e.allowed:
-        detail = f"{where} should work, but it failed: {result.error}"
-    else:
-        detail = f"{where} should be blocked, but {result.answered_by} answered"
-    return ExpectationResult(e.text, False, detail + _why(lab, e))
-
-
-def _why(lab: Any, e: Reach) -> str:
-    """The oracle's reasons, as a hint of what decided (the learner's policies, by name)."""
-    try:
-        explanation = lab.explain(e.src, e.dst, port=e.port, protocol=e.protocol)
-    except LabkitError:
-        return ""
-    reasons = [r for r in explanation.reasons if "isolated" in r or "no NetworkPolicy" in r
-               or "cannot resolve" in r or "refuse" in r or "listens" in r]
-    picked = reasons[-2:] or explanation.reasons[-1:]
-    return "".join(f"\n  why: {r}" for r in picked)
+    The check first notes the scenario's policies that were removed or changed, then creates
+    its fresh pods (``exercise.visitors``), judges each expectation, and removes its pods again."""
+    provided = provided_policies(exercise.provided)
+    notes = selector_notes(lab, set(provided))
+    outcomes = []
+    intact = scenario_intact(lab, provided)
+    with visiting(lab, exercise.visitors, dict(exercise.visitor_namespace_labels)) as (refs, trouble):
+        if trouble is not None:
+            outcomes.append(trouble)
+        ctx = Context(lab, refs, dict(answers or {}))
+        outcomes += judge_all(exercise.expectations, ctx)
+    if intact is not None:
+        outcomes.append(intact)
+    return CheckResult(exercise.id, exercise.title, outcomes, bool(getattr(lab, "simulated", False)), notes)
 
 
 def _unknown(exercise_id: object, known: dict[str, Exercise]) -> NotFound:
