@@ -7,19 +7,22 @@ the lab as it was). Returns values; never prints.
 from __future__ import annotations
 
 import collections
-import html
 import logging
 import threading
 import warnings
 import weakref
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from labkit.connection import Connection
+from labkit.lab_values import Changes, Endpoints
+from labkit.dataplane import svc_trace
 from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
 from labkit.model import fields
 from labkit.model.cluster import Cluster, pod_ref
 from labkit.model.manifests import Source, load_documents
+from labkit.notice import banner_html, because, first_line, in_notebook
+from labkit.probe import compare as compare_variants
 from labkit.probe.matrix import Matrix
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime import registry
@@ -32,34 +35,6 @@ log = logging.getLogger(__name__)
 
 class LabkitNotice(UserWarning):
     """Shown once when ``backend="auto"`` falls back to the simulated backend."""
-
-
-class Changes(list):
-    """What an apply/delete/label did, one ``Change`` per object (repr like kubectl's output)."""
-
-    def __repr__(self) -> str:
-        return "\n".join(str(c) for c in self) if self else "(no changes)"
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + html.escape(repr(self)) + "</pre>"
-
-
-class Endpoints(list):
-    """A Service's endpoints (``labkit.semantics.services.Endpoint``), with a kubectl-like repr."""
-
-    def __init__(self, service: str, items: list):
-        super().__init__(items)
-        self.service = service
-
-    @property
-    def ready(self) -> list:
-        return [e for e in self if e.ready]
-
-    def __repr__(self) -> str:
-        ready = ",".join(f"{e.ip}:{e.port}" for e in self if e.ready) or "<none>"
-        lines = [f"Endpoints {self.service}: {ready}"]
-        lines += [f"  not ready: {e.pod} {e.ip}:{e.port}" for e in self if not e.ready]
-        return "\n".join(lines)
 
 
 class Lab:
@@ -142,7 +117,7 @@ class Lab:
         else:
             chosen, self.notice = registry.choose(backend)
             self._may_fall_back = fall_back and backend == "auto" and chosen != "sim"
-            if chosen == "sim" and backend == "auto":
+            if chosen == "sim" and backend == "auto" and not in_notebook():  # a notebook shows the banner
                 warnings.warn(self.notice, LabkitNotice, stacklevel=3)
             try:
                 self.backend = registry.create(chosen)
@@ -155,7 +130,8 @@ class Lab:
         if getattr(self, "backend", None) is not None and self._owns_backend:
             self.backend.close()
         self.notice, self._may_fall_back, self._owns_backend = notice, False, True
-        warnings.warn(notice, LabkitNotice, stacklevel=4)
+        if not in_notebook():  # a notebook shows the banner of the Lab's HTML repr instead
+            warnings.warn(notice, LabkitNotice, stacklevel=4)
         self.backend = registry.create("sim")
 
     def _close_backend(self) -> None:
@@ -171,6 +147,8 @@ class Lab:
         self._watcher: threading.Thread | None = None
         self.events: collections.deque[str] = collections.deque(maxlen=200)
         self._connections: set[Connection] = set()
+        # called with the Changes after each successful apply/delete/label (e.g. a LabPanel refreshes)
+        self.change_listeners: list[Callable[[Changes], None]] = []
         # Whatever happens to this object (garbage collection, interpreter exit), the lab goes.
         self._finalizer = weakref.finalize(self, _close_all, runtime, self.backend if self._owns_backend else None)
 
@@ -216,12 +194,16 @@ class Lab:
         state = "closed" if self._closed else f"{len(self.cluster.pods)} pods, {len(self.cluster.services)} " \
             f"services, {len(self.cluster.policies)} policies"
         sim = " (SIMULATED)" if self.simulated else ""
-        return f"<Lab {self.name!r} on {self.backend_name}{sim}, {self.cluster.node_count} node(s): {state}>"
+        head = first_line(self.notice) + "\n" if self.simulated else ""
+        return f"{head}<Lab {self.name!r} on {self.backend_name}{sim}, {self.cluster.node_count} node(s): {state}>"
+
+    @property
+    def simulated_because(self) -> str:
+        """Why this lab runs on the simulated backend, in a few words ("" when it sends real packets)."""
+        return because(self.notice) if self.simulated else ""
 
     def _repr_html_(self) -> str:
-        banner = ("<div style='background:#fff8c5;padding:4px'>Simulated: results come from the oracle, "
-                  f"not from real packets. {html.escape(self.notice)}</div>") if self.simulated else ""
-        return banner + f"<code>{html.escape(repr(self))}</code>"
+        return banner_html(self.notice, repr(self).splitlines()[-1], self.simulated)
 
     # ------------------------------------------------------------ changes
     def _commit(self, op: dict[str, Any]) -> list:
@@ -250,7 +232,8 @@ class Lab:
             self.cluster = self.cluster.with_readiness(found.not_ready)
 
     def _ensure_watcher(self) -> None:
-        if self._watcher is None and not self.simulated and self._probed():
+        # on sim too: its probes are judged from the containers' modelled files, every period
+        if self._watcher is None and self._probed():
             self._watcher = threading.Thread(target=self._watch, name=f"labkit-readiness-{self.name}", daemon=True)
             self._watcher.start()
 
@@ -303,7 +286,14 @@ class Lab:
             return self._runtime.reset_connections()
 
     def _change(self, op: dict[str, Any]) -> Changes:
-        return Changes(self._commit(op))
+        changes = Changes(self._commit(op))
+        for listener in list(self.change_listeners):  # outside the lock: a listener may probe the lab
+            try:
+                listener(changes)
+            except Exception as exc:  # the change is made: a failing listener is recorded, never fatal
+                log.warning("lab %s: change listener %r failed: %s", self.name, listener, exc)
+                self.events.append(f"change listener failed: {type(exc).__name__}: {exc}")
+        return changes
 
     def apply(self, source: Source) -> Changes:
         """Create or replace objects from YAML text, a path, a dict or a list of dicts.
@@ -367,6 +357,35 @@ class Lab:
             expected = oracle.explain(self.cluster, src, dst, port, protocol)
         return [replace(r, dst=dst, may_answer=tuple(expected.may_answer)) for r in results]
 
+    def get(self, kind: str, namespace: str | None = None) -> Any:
+        """Like ``kubectl get pods|services|networkpolicies [-n NAMESPACE] --show-labels``: a table value."""
+        from labkit import tables  # noqa: PLC0415 - a view, loaded when asked for
+        return tables.get(self.cluster, kind, namespace)
+
+    def probe_many(self, probes: list[tuple[str, str, int, str]], timeout: float = 1.0) -> list[ProbeResult]:
+        """Several different connection attempts at once, ``(src, dst, port, protocol)`` each
+        (as ``probe`` takes them); one result each, in order. Checks use it: blocked attempts
+        wait for their timeout together, not one after another."""
+        self._check_open()
+        requests, expected = [], []
+        for i, item in enumerate(probes):
+            if not isinstance(item, (tuple, list)) or len(item) != 4:
+                raise ModelError(f"probes[{i}]={item!r}: give (src, dst, port, protocol)", path=f"probes[{i}]")
+            src, dst, port, protocol = item
+            fields.port_number(port, f"probes[{i}].port")
+            protocol = fields.protocol(protocol, f"probes[{i}].protocol")
+            src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
+            dst = oracle.resolve_destination(self.cluster, dst)
+            requests.append(ProbeRequest(src, dst, port, protocol))
+        if not requests:
+            return []
+        with self._lock:
+            results = self._runtime.probe(requests, timeout)
+            for r in requests:
+                expected.append(oracle.explain(self.cluster, r.src, r.dst, r.port, r.protocol))
+        return [replace(res, dst=req.dst, may_answer=tuple(exp.may_answer))
+                for res, req, exp in zip(results, requests, expected)]
+
     def _pods(self, pods: list[str] | None, namespaces: list[str] | None) -> list[str]:
         if pods is not None:
             return [self.cluster.pod(p).ref for p in pods]
@@ -424,11 +443,36 @@ class Lab:
         self._check_open()
         return self._runtime.logs(self.cluster.pod(pod).ref, container)
 
+    def compare(self, variants: Mapping[str, Any], probes: Mapping[str, Any],
+                predictions: Mapping[str, Any] | None = None, timeout: float = 1.0) -> compare_variants.Comparison:
+        """Apply each variant (``{name: NetworkPolicy YAML}``) in turn, make every probe (``{label: (src, dst,
+        port)}``), delete the variant again; a table beside the learner's ``predictions`` (``probe.compare``)."""
+        return compare_variants.run(self, variants, probes, predictions, timeout)
+
     def rules(self) -> str:
         """The nftables ruleset in force in the lab's nodes."""
         self._check_open()
         with self._lock:
             return self._runtime.rules()
+
+    def exec_node(self, node: str, argv: list[str]) -> ExecResult:
+        """A read-only view of ``node`` ("node-1"): ``["ip", "route"]``, ``["ip", "addr", "show", "cni0"]``,
+        ``["ip", "link", "show", "master", "cni0"]`` or ``["bridge", "link"]`` (nothing else runs in a node)."""
+        self._check_open()
+        return self._runtime.exec_node(node, list(argv))
+
+    def trace_service(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> svc_trace.ServiceTrace:
+        """Make one connection from ``src`` (a pod, or ``"internet"``) to a Service (its DNS name, ``ns/name``,
+        ClusterIP, or a node address for a NodePort) and show the kube-proxy rules it went through, from the
+        ruleset in force (``lab.rules()``): dispatch, endpoint choice, DNAT, and masquerade when it applies."""
+        self._check_open()
+        protocol = fields.protocol(protocol, "protocol")
+        fields.port_number(port, "port")
+        src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
+        ip = svc_trace.destination(self.cluster, src, dst)
+        result = self.probe(src, ip, port, protocol)
+        with self._lock:
+            return svc_trace.trace(self.cluster, self.rules(), src, ip, port, protocol, result)
 
 
 def _close_all(runtime: LabRuntime, backend: Backend | None) -> None:

@@ -16,7 +16,9 @@ from labkit.errors import ModelError
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """One connection attempt. ``answered_by`` is the pod that replied, None when nothing did."""
+    """One connection attempt. ``answered_by`` is the pod that replied, None when nothing did;
+    ``client_ip`` is the source address the server saw (the client's own IP, unless a node
+    translated it: masquerading for NodePort and hairpin traffic), None when nothing answered."""
 
     ok: bool
     latency_ms: float | None
@@ -28,6 +30,7 @@ class ProbeResult:
     port: int = 0
     protocol: str = "TCP"
     may_answer: tuple[str, ...] | None = None  # the oracle's prediction (None: not compared)
+    client_ip: str | None = None  # the source address the server saw
 
     def __bool__(self) -> bool:
         return self.ok
@@ -43,6 +46,8 @@ class ProbeResult:
         how = "simulated" if self.simulated else (
             f"{self.latency_ms:.2f} ms" if self.latency_ms is not None else "observed")
         what = f"answered by {self.answered_by}" if self.ok else f"failed: {self.error}"
+        if self.ok and self.client_ip:
+            what += f", which saw the client as {self.client_ip}"
         note = ""
         if self.matches_oracle is False:
             expected = ", ".join(self.may_answer) if self.may_answer else "no answer"
@@ -57,14 +62,16 @@ class ProbeResult:
         return {"ok": self.ok, "latency_ms": self.latency_ms, "answered_by": self.answered_by, "error": self.error,
                 "simulated": self.simulated, "src": self.src, "dst": self.dst, "port": self.port,
                 "protocol": self.protocol,
-                "may_answer": None if self.may_answer is None else list(self.may_answer)}
+                "may_answer": None if self.may_answer is None else list(self.may_answer),
+                "client_ip": self.client_ip}
 
     @classmethod
     def from_dict(cls, data: Any) -> "ProbeResult":
         r = _Reader(data, cls.__name__)
         return cls(r.get("ok", bool), r.get("latency_ms", float, null=True), r.get("answered_by", str, null=True),
                    r.get("error", str, null=True), r.get("simulated", bool), r.get("src", str), r.get("dst", str),
-                   r.get("port", int), r.get("protocol", str), r.strings("may_answer", null=True))
+                   r.get("port", int), r.get("protocol", str), r.strings("may_answer", null=True),
+                   r.optional("client_ip", str))  # optional: a lab server of an older labkit omits it
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,10 @@ class _Reader:
             except OverflowError as exc:
                 raise self._error(f"key {key!r} is too large for a float") from exc
         return value
+
+    def optional(self, key: str, kind: type) -> Any:
+        """Like ``get(key, kind, null=True)``, but a missing key reads as None (a key added later)."""
+        return self.get(key, kind, null=True) if key in self.data else None
 
     def strings(self, key: str, *, null: bool = False) -> tuple[str, ...] | None:
         """A list of strings, as a tuple."""

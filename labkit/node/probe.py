@@ -7,9 +7,11 @@ host name with ``dnsclient`` (so the pod's own nameserver is asked, from the pod
 opens its socket. TCP/SCTP: connect, send ``probe\\n``, read one answer line; UDP: send
 ``probe\\n`` on a connected socket and wait for a datagram. One deadline of ``timeout``
 seconds covers connect + answer; DNS has its own budget of ``timeout`` seconds.
-Result: ``{"id", "ok", "latency_ms", "answer", "error"}`` plus ``resolved`` and
+Result: ``{"id", "ok", "latency_ms", "answer", "client_ip", "error"}`` plus ``resolved`` and
 ``dns_queries`` when a name was resolved, ``unsupported: true`` for SCTP without kernel
-support. ``latency_ms`` is the connect+answer time (or time until failure).
+support. ``latency_ms`` is the connect+answer time (or time until failure). labkit's
+``serve`` answers ``probe`` with ``NS/POD IP:PORT``: ``answer`` is the first word and
+``client_ip`` the source address the server saw (None when the answer has no address).
 """
 
 import ipaddress
@@ -135,10 +137,26 @@ def _udp_probe(addr, port, deadline, result):
             return None
 
 
+def parse_answer(line):
+    """``"ns/pod 10.244.1.3:40112"`` -> ("ns/pod", "10.244.1.3"); a bare answer -> (answer, None)."""
+    words = line.split()
+    if not words:
+        return "", None
+    client = None
+    if len(words) > 1:
+        host, _, port = words[1].rpartition(":")
+        try:
+            ipaddress.ip_address(host)
+            client = host if port.isdigit() else None
+        except ValueError:
+            client = None
+    return (words[0], client) if client else (line, None)
+
+
 def run_one(spec):
     """Run one probe in the calling thread (which enters spec['netns'] first)."""
     result = {"id": spec["id"], "ok": False, "latency_ms": None, "answer": None,
-              "error": None}
+              "client_ip": None, "error": None}
     try:
         enter_netns(spec["netns"])
     except OSError as exc:
@@ -167,7 +185,8 @@ def run_one(spec):
     result["latency_ms"] = round((time.monotonic() - started) * 1000.0, 2)
     if data is not None and result["error"] is None:
         result["ok"] = True
-        result["answer"] = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        line = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        result["answer"], result["client_ip"] = parse_answer(line)
     return result
 
 

@@ -3,7 +3,11 @@
 ``python3 -m labkit.node serve --name NS/POD --port 80/TCP --port 53/UDP [--bind ADDR]``
 listens on every given port/protocol (one thread each) and answers with ``NS/POD\\n``:
 TCP and SCTP send it after reading one line (or 0.3 s of silence), or an HTTP/1.0 200
-response when that line is an HTTP request line; UDP answers every datagram. A port that
+response when that line is an HTTP request line; UDP answers every datagram. The request
+line ``probe`` (what labkit's probe sends) is answered ``NS/POD IP:PORT\\n``, with the source
+address and port the server saw (TCP/SCTP: the accepted connection's peer; UDP: the
+datagram's source), and ``GET /clientip`` answers ``IP:PORT\\n`` (like agnhost netexec's
+``/clientip``): so a learner sees whether anything translated the client's address. A port that
 cannot be opened (bind error, no SCTP in the kernel) is reported on stderr and the others
 keep serving. SIGTERM/SIGINT end the process promptly. Nothing is written to stdout.
 """
@@ -22,7 +26,20 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 IPPROTO_SCTP = getattr(socket, "IPPROTO_SCTP", 132)
 _NO_SCTP = (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT)
 HOLD_TIMEOUT = 600.0
-_HTTP_LINE = re.compile(rb"^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|TRACE|CONNECT) \S+")
+_HTTP_LINE = re.compile(rb"^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|TRACE|CONNECT) (\S+)")
+PROBE_LINE = b"probe"
+
+
+def peer_text(peer):
+    """``IP:PORT`` of a socket address tuple."""
+    return "%s:%d" % (peer[0], peer[1])
+
+
+def reply_to(line, body, peer):
+    """The answer to a non-HTTP request ``line``: the body, plus the client's address for ``probe``."""
+    if line.strip() == PROBE_LINE:
+        return body.rstrip(b"\n") + (" %s\n" % peer_text(peer)).encode()
+    return body
 
 
 def parse_port(spec):
@@ -66,8 +83,8 @@ def http_response(body, head=False):
     return header if head else header + body
 
 
-def answer_stream(conn, body):
-    """Serve one accepted TCP/SCTP connection."""
+def answer_stream(conn, body, peer=("0.0.0.0", 0)):
+    """Serve one accepted TCP/SCTP connection from ``peer`` (the client's address)."""
     try:
         data = _read_line(conn, time.monotonic() + READ_TIMEOUT)
         if data.strip() == b"hold":  # a long-lived connection: answer every line until it closes
@@ -83,9 +100,11 @@ def answer_stream(conn, body):
                 if not more:
                     break
                 data += more
-            reply = http_response(body, head=match.group(1) == b"HEAD")
+            path = match.group(2).split(b"?", 1)[0]
+            content = (peer_text(peer) + "\n").encode() if path == b"/clientip" else body
+            reply = http_response(content, head=match.group(1) == b"HEAD")
         else:
-            reply = body
+            reply = reply_to(data, body, peer)
         conn.settimeout(READ_TIMEOUT)
         conn.sendall(reply)
         conn.shutdown(socket.SHUT_WR)
@@ -100,18 +119,18 @@ def answer_stream(conn, body):
 def _stream_loop(sock, body):
     while True:
         try:
-            conn, _ = sock.accept()
+            conn, peer = sock.accept()
         except OSError:
             time.sleep(0.05)
             continue
-        threading.Thread(target=answer_stream, args=(conn, body), daemon=True).start()
+        threading.Thread(target=answer_stream, args=(conn, body, peer), daemon=True).start()
 
 
 def _udp_loop(sock, body):
     while True:
         try:
-            _, peer = sock.recvfrom(65535)
-            sock.sendto(body, peer)
+            data, peer = sock.recvfrom(65535)
+            sock.sendto(reply_to(data, body, peer), peer)
         except OSError:
             continue
 

@@ -251,6 +251,10 @@ class LabRuntime(ABC):
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         """Run ``argv`` in an app container of ``pod``."""
 
+    def exec_node(self, node: str, argv: list[str]) -> ExecResult:
+        """One read-only view of a node (``labkit.runtime.node_views.VIEWS``: routes, the bridge)."""
+        raise LabkitError(f"the {type(self).__name__} runtime shows no node views: use backend='docker' or 'sim'")
+
     def logs(self, pod: str, container: str | None = None) -> str:
         raise LabkitError(f"the {type(self).__name__} runtime keeps no container logs: use backend='docker'")
 

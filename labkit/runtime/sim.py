@@ -1,9 +1,10 @@
 """The sim backend: labs answered from the oracle alone, for machines without a Docker engine.
 
 Owns the simulated "engine" (the labs started through one ``SimBackend`` object, with
-owner and age) and the ``SimLab`` runtime: a model rebuilt from operations and a seeded
-random choice among endpoints (so Services still spread load). Every result it returns
-says ``simulated``. It never touches the host.
+owner and age) and the ``SimLab`` runtime: a model rebuilt from operations, a seeded
+random choice among endpoints (so Services still spread load), and the containers' files
+and readiness probes of ``sim_pods`` (so endpoints follow readiness as on docker). Every
+result it returns says ``simulated``. It never touches the host.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import (Backend, Capabilities, LabInfo, LabRuntime, ProbeRequest, Readiness,
                                  check_owner, replay)
+from labkit.runtime import node_views, sim_pods
 from labkit.semantics import oracle
 
 
@@ -32,21 +34,30 @@ class SimLab(LabRuntime):
         self._flushes = 0
         self._on_close = on_close
         self.closed = False
+        self.files = sim_pods.Files()  # what each container holds: touch/rm/test -e/cat act on it
+        self._prober = sim_pods.Prober(self.files, self._random)
 
     def _enforce(self, old: Cluster, new: Cluster) -> None:
         if self.closed:
             raise BackendError(f"lab {self.name!r} was removed")
+        gone = sim_pods.replaced(old, new)  # a new pod starts with the image's files and no probe history
+        self.files.forget(gone)
+        self._prober.forget(gone)
 
     def refresh_readiness(self) -> Readiness:
-        """No processes to probe: every readiness probe passes (a pod that was not ready becomes ready)."""
-        events = tuple(f"pod {ref} is ready" for ref in sorted(self.cluster.not_ready))
-        self.cluster = self.cluster.with_readiness(())
-        return Readiness(frozenset(), events)
+        """Run every readiness probe once against the model's files and ports (see ``sim_pods``)."""
+        not_ready = self._prober.run(self.cluster)
+        events = []
+        for ref in sorted(set(self.cluster.not_ready) ^ not_ready):
+            detail = self._prober.states[ref].last if ref in self._prober.states else ""
+            events.append(f"pod {ref} is {'not ready' if ref in not_ready else 'ready'}"
+                          + (f" ({detail})" if detail else ""))
+        self.cluster = self.cluster.with_readiness(not_ready)
+        return Readiness(frozenset(not_ready), tuple(events))
 
     def readiness_detail(self, pod: str) -> str:
-        ref = self.cluster.pod(pod).ref
-        probed = any(c.readiness_probe for c in self.cluster.pods[ref].spec.containers)
-        return "simulated: readiness probes always pass" if probed else ""
+        state = self._prober.states.get(self.cluster.pod(pod).ref)
+        return state.last if state else ""
 
     def connect(self, src: str, dst: str, port: int, timeout: float):
         ref = self.cluster.pod(src).ref
@@ -66,13 +77,16 @@ class SimLab(LabRuntime):
             outcome = self._random.choice(ex.outcomes)
             results.append(ProbeResult(outcome.allowed, None, outcome.answered_by,
                                        None if outcome.allowed else outcome.error, True,
-                                       ex.src, r.dst, r.port, r.protocol))
+                                       ex.src, r.dst, r.port, r.protocol, client_ip=outcome.client_ip))
         return results
 
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         # No processes here: a few teaching commands are answered from the model, the rest exit 127.
         from labkit.runtime import sim_exec  # noqa: PLC0415
-        return sim_exec.run(self.cluster, self.cluster.pod(pod).ref, argv, container, self._random)
+        return sim_exec.run(self.cluster, self.cluster.pod(pod).ref, argv, container, self._random, self.files)
+
+    def exec_node(self, node: str, argv: list[str]) -> ExecResult:
+        return node_views.run(self.cluster, node, argv)
 
     def rules(self) -> str:
         head = "# simulated: the nftables ruleset the docker backend would apply in each node\n"

@@ -7,12 +7,17 @@ model and the oracle, under a first line that says the output is simulated:
 
 * ``ip addr`` / ``ip -4 addr`` / ``ip addr show [dev] eth0`` / ``ip link`` / ``ip route``
 * ``hostname``, ``cat /etc/resolv.conf``
+* the container's files (``sim_pods``): ``touch FILE...``, ``rm [-f] FILE...``, ``test -e|-f
+  FILE``, ``[ -e FILE ]``, ``cat FILE`` (a touched file is empty), ``ls FILE``: what
+  readiness probes check
 * ``nslookup [-timeout=N] [-retry=N] NAME``, ``dig +short [+search] [+time=N] [+tries=N] NAME``
   (names resolved like cluster DNS; the query itself obeys the pod's egress policy and the
   DNS pod's ingress policy, as in the oracle)
 * ``curl [-s] [-S] [-m N | --max-time N] [--connect-timeout N] http://HOST[:PORT][/PATH]``
   (the oracle decides; an answer is ``<namespace>/<pod>`` like labkit's default app, a
   failure is curl's own message and exit code: 6 unknown host, 7 refused, 28 timed out)
+* ``ping -c N [-W N] [-q] IP`` of a pod or the internet host (ICMP as labkit's policies treat
+  it: see ``sim_ping``)
 
 Anything else exits 127 with a message naming the docker backend. Nothing waits: a timeout
 is reported at once, with the duration the real tool would have taken.
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import random
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from labkit.dataplane import names
 from labkit.errors import ModelError
@@ -29,12 +34,15 @@ from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.objects import Pod
 from labkit.results import ExecResult
+from labkit.runtime import sim_pods
+from labkit.runtime import sim_ping
 from labkit.semantics import oracle, services
 
 HEADER = ("# simulated by labkit's sim backend (no real processes): "
           "this is what the docker backend shows")
 SUPPORTED = ("ip addr, ip -4 addr, ip addr show eth0, ip link, ip route, hostname, cat /etc/resolv.conf, "
-             "nslookup NAME, dig +short NAME, curl -s http://NAME[:PORT]/")
+             "nslookup NAME, dig +short NAME, curl -s http://NAME[:PORT]/, ping -c N IP, "
+             "touch /FILE, rm /FILE, test -e /FILE, cat /FILE, ls /FILE")
 NOT_FOUND = 127
 DNS_SERVER = addr.DNS_SERVICE_IP
 # bind9's nslookup: 3 tries of 5 s by default; dig: 3 tries of 5 s; curl gives up resolving after 20 s.
@@ -46,14 +54,16 @@ KERNEL_CONNECT_TIMEOUT_MS = 130000
 
 
 def run(cluster: Cluster, pod: str, argv: list[str], container: str | None = None,
-        rng: random.Random | None = None) -> ExecResult:
-    """Answer ``argv`` as if it ran in ``pod`` (a ref from ``cluster``), or exit 127."""
+        rng: random.Random | None = None, files: sim_pods.Files | None = None) -> ExecResult:
+    """Answer ``argv`` as if it ran in ``pod`` (a ref from ``cluster``), or exit 127.
+
+    ``files`` holds the containers' files (a throw-away store when None)."""
     target = cluster.pods[pod]
     names = [c.name for c in target.spec.containers]
     if container is not None and container not in names:
         raise ModelError(f"pod {pod} has no container {container!r} (it has {', '.join(names)})", path="container")
     argv = [str(a) for a in argv]
-    ctx = _Context(cluster, target, rng or random.Random(0))
+    ctx = _Context(cluster, target, rng or random.Random(0), (files or sim_pods.Files()).of(pod, container or names[0]))
     handler = _HANDLERS.get(argv[0] if argv else "")
     result = handler(ctx, argv[1:]) if handler else None
     if result is None:
@@ -77,6 +87,7 @@ class _Context:
     cluster: Cluster
     pod: Pod
     rng: random.Random
+    files: set[str] = field(default_factory=set)  # the container's files (sim_pods.Files)
 
     @property
     def ip(self) -> str:
@@ -169,8 +180,8 @@ def _hostname(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
 
 
 def _cat(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
-    if args != ["/etc/resolv.conf"]:
-        return None
+    if args != ["/etc/resolv.conf"] or args[0] not in ctx.files:
+        return sim_pods.cat(ctx, args)
     return 0, (f"search {' '.join(services.search_path(ctx.pod.namespace))}\n"
                f"nameserver {DNS_SERVER}\noptions ndots:5\n")
 
@@ -361,4 +372,5 @@ def _curl(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
                     "Couldn't connect to server")
 
 
-_HANDLERS = {"ip": _ip, "hostname": _hostname, "cat": _cat, "nslookup": _nslookup, "dig": _dig, "curl": _curl}
+_HANDLERS = {"ip": _ip, "hostname": _hostname, "cat": _cat, "nslookup": _nslookup, "dig": _dig, "curl": _curl,
+             "ping": sim_ping.ping, **sim_pods.COMMANDS}

@@ -5,13 +5,15 @@ the source's DNS egress), Service VIP to ready endpoint (targetPort per pod), a 
 own address (its NodePorts), the lab's internet host, and what the kernel does with
 anything else (no route out of the lab; unanswered ARP on a lab link), then egress of the
 source and ingress of the destination. Every verdict carries sentences naming the deciding
-policy and rule.
+policy and rule (each sentence once), and every allowed outcome the source address the
+server sees: the client's own IP, or the node's address when the node masquerades
+(NodePort traffic, a pod reaching itself through its own Service, pods going to the internet).
 """
 from __future__ import annotations
 
 import html
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labkit.model import addressing as addr
@@ -35,16 +37,19 @@ class Outcome:
     reasons: tuple[str, ...]
     error: str | None = None  # what a client would see: "connection refused", "timed out", ...
     decisions: tuple[pol.Decision, ...] = ()
+    client_ip: str | None = None  # the source address the server sees (None: nothing answers)
 
     def to_dict(self) -> dict:
         return {"allowed": self.allowed, "answered_by": self.answered_by, "reasons": list(self.reasons),
-                "error": self.error, "decisions": [d.to_dict() for d in self.decisions]}
+                "error": self.error, "decisions": [d.to_dict() for d in self.decisions],
+                "client_ip": self.client_ip}
 
     @classmethod
     def from_dict(cls, data: Any) -> "Outcome":
         r = _Reader(data, cls.__name__)
         return cls(r.get("allowed", bool), r.get("answered_by", str, null=True), r.strings("reasons"),
-                   r.get("error", str, null=True), tuple(r.objects("decisions", pol.Decision.from_dict)))
+                   r.get("error", str, null=True), tuple(r.objects("decisions", pol.Decision.from_dict)),
+                   r.optional("client_ip", str))
 
 
 @dataclass
@@ -59,6 +64,9 @@ class Explanation:
     reasons: list[str]
     outcomes: list[Outcome] = field(default_factory=list)
     chains: list[str] = field(default_factory=list)  # filled by a real backend: nft chains that decided
+
+    def __post_init__(self) -> None:
+        self.reasons = unique(self.reasons)
 
     @property
     def may_answer(self) -> list[str]:
@@ -98,6 +106,11 @@ class Explanation:
         return (f"<div><b style='color:{colour}'>{'ALLOWED' if self.allowed else 'DENIED'}</b> "
                 f"<code>{html.escape(self.src)} &rarr; {html.escape(self.dst)}</code> on "
                 f"{self.port}/{self.protocol}<ul>{items}</ul></div>")
+
+
+def unique(reasons) -> list[str]:
+    """Each sentence once, in the order first given (several endpoints share most sentences)."""
+    return list(dict.fromkeys(reasons))
 
 
 def is_ip(value: str) -> bool:
@@ -150,7 +163,7 @@ def _result(source: Pod, dst: str, port: int, protocol: str, reasons: list[str],
                        "which endpoint the load balancer picks")
     for o in outcomes:
         reasons.extend(o.reasons)
-    return Explanation(source.ref, dst, port, protocol, bool(allowed), reasons, outcomes)
+    return Explanation(source.ref, dst, port, protocol, bool(allowed), unique(reasons), outcomes)
 
 
 def dns_outcome(cluster: Cluster, source: Pod) -> Outcome:
@@ -175,7 +188,8 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
                             "connection refused")]
         head = (f"{ip}:{port}/{protocol} is Service {service.ref}; it sends to "
                 f"{', '.join(f'{e.pod} ({e.ip}:{e.port})' for e in eps)}")
-        return [_prefixed(head, to_pod(cluster, source, cluster.pods[e.pod], e.port, protocol)) for e in eps]
+        return [_prefixed(head, _hairpin(cluster, to_pod(cluster, source, cluster.pods[e.pod], e.port, protocol),
+                                         source, e.pod)) for e in eps]
     owner = cluster.pod_by_ip().get(ip)
     if owner is not None:
         return [to_pod(cluster, source, cluster.pods[owner], port, protocol)]
@@ -195,6 +209,23 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
     return [Outcome(False, None, (f"{ip} is outside the lab, and no node has a route out of it: nothing addressed "
                                   "outside ever leaves (the fence rejects it too)",),
                     "timed out" if protocol == "UDP" else "network unreachable")]
+
+
+def _hairpin(cluster: Cluster, outcome: Outcome, source: Pod, endpoint: str) -> Outcome:
+    """A pod that reaches itself through its own Service: its node masquerades the connection
+    (else the reply, from and to the same address, would never go back through the DNAT)."""
+    if endpoint != source.ref or not outcome.allowed:
+        return outcome
+    gateway = addr.node_gateway(cluster.pod_nodes[source.ref])
+    return replace(outcome, client_ip=gateway, reasons=outcome.reasons + (
+        f"the connection comes back to the pod it came from (hairpin), so its node masquerades it: "
+        f"{source.ref} sees it come from {gateway}, the node's address on cni0",))
+
+
+def _masquerade_address(cluster: Cluster, node: int, endpoint: str) -> str:
+    """The source address ``node`` gives a connection it masquerades towards ``endpoint``:
+    the address of the interface the packet leaves by (cni0 for its own pods, the fabric else)."""
+    return addr.node_gateway(node) if cluster.pod_nodes[endpoint] == node else addr.node_ip(node)
 
 
 def _node_owning(cluster: Cluster, ip: str) -> int | None:
@@ -246,7 +277,8 @@ def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str
         return Outcome(False, None, (f"nothing in {e.pod} listens on {e.port}/{protocol}",), "connection refused")
     translated_here = source is not None and cluster.pod_nodes[source.ref] == node
     if translated_here and source.ref == target.ref:  # the per-pod chains accept the pod's own address
-        return Outcome(True, target.ref, (f"a pod can always reach itself ({target.ref})",))
+        return Outcome(True, target.ref, (f"a pod can always reach itself ({target.ref})",),
+                       client_ip=_masquerade_address(cluster, node, target.ref))
     decisions: list[pol.Decision] = []
     if source is not None:
         eg = (pol.egress(cluster, source, target, e.ip, e.port, protocol) if translated_here else
@@ -265,8 +297,12 @@ def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str
     if masqueraded:
         reasons = (f"{addr.node_name(node)} masquerades the connection to {e.pod} on another node, which sees it "
                    f"come from {addr.node_ip(node)}",) + reasons
+    client = _masquerade_address(cluster, node, e.pod)
+    if ing.allowed and not masqueraded:
+        reasons += (f"{addr.node_name(node)} masquerades NodePort traffic after its policies have judged it: "
+                    f"{e.pod} sees the connection come from {client}, {addr.node_name(node)}'s address on cni0",)
     return Outcome(ing.allowed, e.pod if ing.allowed else None, reasons, None if ing.allowed else "timed out",
-                   tuple(decisions))
+                   tuple(decisions), client if ing.allowed else None)
 
 
 def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Explanation:
@@ -288,12 +324,12 @@ def _finish(result: Explanation) -> Explanation:
     result.allowed = bool(allowed)
     for o in result.outcomes:
         result.reasons.extend(o.reasons)
+    result.reasons = unique(result.reasons)
     return result
 
 
 def _prefixed(head: str, outcome: Outcome) -> Outcome:
-    return Outcome(outcome.allowed, outcome.answered_by, (head,) + outcome.reasons, outcome.error,
-                   outcome.decisions)
+    return replace(outcome, reasons=(head,) + outcome.reasons)
 
 
 def _to_internet(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> Outcome:
@@ -303,7 +339,11 @@ def _to_internet(cluster: Cluster, source: Pod, ip: str, port: int, protocol: st
     if (port, protocol) not in INTERNET_PORTS:
         return Outcome(False, None, (f"the lab's internet host {ip} does not listen on {port}/{protocol}",),
                        "connection refused", (eg,))
-    return Outcome(True, "internet", (eg.reason, f"the lab's internet host {ip} answers"), None, (eg,))
+    node = cluster.pod_nodes[source.ref]
+    seen = addr.INTERNET_GATEWAY if node == 1 else addr.node_ip(node)
+    return Outcome(True, "internet", (eg.reason, f"the lab's internet host {ip} answers; {addr.node_name(node)} "
+                                                 f"masquerades pods' traffic to it, so it sees {seen}"),
+                   None, (eg,), seen)
 
 
 def _serves(pod: Pod, port: int, protocol: str) -> bool:
@@ -311,18 +351,28 @@ def _serves(pod: Pod, port: int, protocol: str) -> bool:
 
 
 def to_pod(cluster: Cluster, source: Pod, target: Pod, port: int, protocol: str) -> Outcome:
-    """A connection from ``source`` to ``target``'s IP on ``port/protocol`` (after any DNAT)."""
-    if not _serves(target, port, protocol):
-        return Outcome(False, None, (f"nothing in {target.ref} listens on {port}/{protocol} (its containerPorts: "
-                                     f"{_ports(target) or 'none'}), so the connection is refused",),
-                       "connection refused")
+    """A connection from ``source`` to ``target``'s IP on ``port/protocol`` (after any DNAT).
+
+    The policies come first, as in the node's forward hook: a denied packet is dropped
+    (timed out) before it could find out that nothing listens (connection refused)."""
+    serves = _serves(target, port, protocol)
+    not_served = (f"nothing in {target.ref} listens on {port}/{protocol} (its containerPorts: "
+                  f"{_ports(target) or 'none'}), so the connection is refused")
+    src_ip = cluster.pod_ips[source.ref]
     if target.ref == source.ref:
-        return Outcome(True, target.ref, (f"a pod can always reach itself ({target.ref})",))
+        if not serves:
+            return Outcome(False, None, (not_served,), "connection refused")
+        return Outcome(True, target.ref, (f"a pod can always reach itself ({target.ref})",), client_ip=src_ip)
     ip = cluster.pod_ips[target.ref]
     eg = pol.egress(cluster, source, target, ip, port, protocol)
-    ing = pol.ingress(cluster, target, source, cluster.pod_ips[source.ref], port, protocol)
-    ok = eg.allowed and ing.allowed
-    return Outcome(ok, target.ref if ok else None, (eg.reason, ing.reason), None if ok else "timed out", (eg, ing))
+    ing = pol.ingress(cluster, target, source, src_ip, port, protocol)
+    if not (eg.allowed and ing.allowed):
+        unheard = () if serves else (f"nothing in {target.ref} listens on {port}/{protocol} either, but the "
+                                     "policy drops the packet before that could matter",)
+        return Outcome(False, None, (eg.reason, ing.reason) + unheard, "timed out", (eg, ing))
+    if not serves:
+        return Outcome(False, None, (eg.reason, ing.reason, not_served), "connection refused", (eg, ing))
+    return Outcome(True, target.ref, (eg.reason, ing.reason), None, (eg, ing), src_ip)
 
 
 def _ports(pod: Pod) -> str:

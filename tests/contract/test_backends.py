@@ -229,6 +229,44 @@ def test_endpoints_and_load_balancing(lab):
     assert answers == {"x/b", "x/c"}
 
 
+NODEPORT = """
+apiVersion: v1
+kind: Service
+metadata: {name: web-public, namespace: x}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80, nodePort: 30080}]
+"""
+
+
+def test_the_server_sees_the_client_address(lab):
+    """No NAT between pods, nor through a ClusterIP; masquerading for hairpin and NodePort traffic."""
+    direct = lab.probe("x/a", "x/b")
+    assert direct.client_ip == lab.pod_ip("x/a") and roundtrip(direct) == direct
+    via_service = lab.sample("x/a", "web.x", 8080, count=12)
+    assert {(r.answered_by, r.client_ip) for r in via_service} <= {("x/b", lab.pod_ip("x/a")),
+                                                                  ("x/c", lab.pod_ip("x/a"))}
+    gateway_of = {n: f"10.244.{n[-1]}.1" for n in ("node-1", "node-2")}  # each node's cni0 address
+    for r in lab.sample("x/b", "web.x", 8080, count=20):  # b reaching itself through its Service: hairpin
+        assert r.client_ip == (gateway_of[lab.cluster.node_of("x/b")] if r.answered_by == "x/b"
+                               else lab.pod_ip("x/b")), r
+    lab.apply(NODEPORT)
+    for r in lab.sample("internet", "198.18.0.1", 30080, count=20):  # node-1 translates and masquerades
+        assert r.ok, r
+        expected = "10.244.1.1" if lab.cluster.node_of(r.answered_by) == "node-1" else "198.18.0.1"
+        assert r.client_ip == expected, r
+
+
+def test_trace_service_shows_the_rules_one_connection_went_through(lab):
+    trace = lab.trace_service("x/a", "web.x", 8080)
+    assert trace.result.ok and trace.result.answered_by in ("x/b", "x/c")
+    assert [s.title.split(":")[0] for s in trace.steps] == ["dispatch", "endpoint choice", "DNAT"]
+    ip, port = lab.pod_ip(trace.result.answered_by), 80
+    assert any(line.endswith(f"dnat to {ip}:{port}") for line in trace.lines), trace.lines
+    assert all(line.split(": ", 1)[1] in lab.rules() for line in trace.lines if "svc-dispatch:" not in line)
+
+
 def test_exec_in_a_pod(lab):
     result = lab.exec("x/b", ["hostname"])
     assert result.ok and result.output.strip().splitlines()[-1] == "b"  # sim says first that it simulates

@@ -104,6 +104,40 @@ def test_tcp_and_udp_answer_with_pod_name(node_env, server):
         assert round(res[key]["latency_ms"], 2) == res[key]["latency_ms"]
 
 
+def test_the_answer_carries_the_client_address_the_server_saw(node_env, server):
+    res = probe(node_env, [
+        {"id": "tcp", "dst": "127.0.0.1", "port": server.port, "protocol": "TCP"},
+        {"id": "udp", "dst": "127.0.0.1", "port": server.port, "protocol": "UDP"},
+    ])
+    for key in ("tcp", "udp"):
+        assert res[key]["answer"] == "x/b" and res[key]["client_ip"] == "127.0.0.1", res[key]
+    # the raw exchange: the probe's line gets the peer address and port of this very socket
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(b"probe\n")
+        data = sock.makefile("rb").read()
+        assert data == b"x/b 127.0.0.1:%d\n" % sock.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(b"probe\n", ("127.0.0.1", server.port))
+        assert sock.recvfrom(100)[0] == b"x/b 127.0.0.1:%d\n" % sock.getsockname()[1]
+
+
+def test_http_clientip_path_answers_the_client_address(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(b"GET /clientip HTTP/1.0\r\n\r\n")
+        data = sock.makefile("rb").read()
+        mine = sock.getsockname()[1]
+    assert data.partition(b"\r\n\r\n")[2] == b"127.0.0.1:%d\n" % mine
+
+
+def test_answers_without_an_address_stay_whole():
+    from labkit.node.probe import parse_answer
+    assert parse_answer("x/b 10.244.1.3:40112") == ("x/b", "10.244.1.3")
+    assert parse_answer("x/b") == ("x/b", None)
+    assert parse_answer("hello there world") == ("hello there world", None)
+    assert parse_answer("x/b 10.244.1.3:port") == ("x/b 10.244.1.3:port", None)
+
+
 def test_refused_and_closed_udp(node_env, server):
     res = probe(node_env, [
         {"id": "tcp", "dst": "127.0.0.1", "port": server.closed, "protocol": "TCP"},

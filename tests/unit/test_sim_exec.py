@@ -335,7 +335,7 @@ def test_curl_agrees_with_probes(lab):
 
 
 # ------------------------------------------------------------------ everything else
-@pytest.mark.parametrize("argv", [["ps"], ["touch", "/tmp/ready"], ["ip", "-6", "addr"], ["ip", "neigh", "flush", "all"],
+@pytest.mark.parametrize("argv", [["ps"], ["mkdir", "/tmp/ready"], ["ip", "-6", "addr"], ["ip", "neigh", "flush", "all"],
                                   ["cat", "/etc/hosts"], ["curl", "https://web/"], ["curl", "-v", "http://web/"],
                                   ["nslookup", "web", "8.8.8.8"], ["hostname", "-f"], []])
 def test_anything_else_exits_127_and_names_the_docker_backend(lab, argv):

@@ -26,7 +26,7 @@ from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import LabRuntime, PodLimits, ProbeRequest, Readiness, StepHook
-from labkit.runtime import neighbours
+from labkit.runtime import neighbours, node_views
 from labkit.runtime.docker import engine, nodes, pods, readiness
 from labkit.runtime.docker import labels as lk
 from labkit.semantics import oracle
@@ -342,7 +342,7 @@ class DockerLab(LabRuntime):
                 results[k] = ProbeResult(bool(res["ok"]), res.get("latency_ms"),
                                          res.get("answer") if res["ok"] else None,
                                          None if res["ok"] else res.get("error"), False, self._src(r.src), r.dst,
-                                         r.port, r.protocol)
+                                         r.port, r.protocol, client_ip=res.get("client_ip") if res["ok"] else None)
 
         before = neighbours.read(self._local)
         with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
@@ -373,6 +373,13 @@ class DockerLab(LabRuntime):
             raise ModelError("must be a non-empty list of strings", path="argv")
         code, out, err = engine.exec_raw(self.client, self._app(pod, container).id, list(argv), timeout=60,
                                          what=f"pod {self.cluster.pod(pod).ref} of lab {self.name!r}")
+        return ExecResult(code, (out + err).decode(errors="replace"))
+
+    def exec_node(self, node: str, argv: list[str]) -> ExecResult:
+        """One read-only view of a node (the allow-list of ``node_views``), run in the node's container."""
+        index, view = node_views.check(node, argv, self.cluster)
+        target = self.nodes[index - 1]
+        code, out, err = engine.exec_raw(self.client, target.id, list(view), timeout=30, what=target.what)
         return ExecResult(code, (out + err).decode(errors="replace"))
 
     def logs(self, pod: str, container: str | None = None) -> str:
