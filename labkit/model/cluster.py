@@ -217,6 +217,7 @@ class Cluster:
             pod = Pod(dep.namespace, name, dict(dep.template_labels), dep.template_spec, owner)
             f.dns1123_subdomain(name, "metadata.name")
             self._add_pod(pod)
+            self.retired = self.retired | {pod.ref}  # like a ReplicaSet's random suffix: never given out again
             current.append(pod.ref)
             created.append(pod.ref)
         # Pods kept here have this very template (its labels are part of pod_hash), so their

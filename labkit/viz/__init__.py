@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.viz.colours import namespace_colour
 from labkit.viz.layout import Layout, compute_layout
 
-__all__ = ["Layout", "compute_layout", "png", "svg", "topology_figure", "topology_graph"]
+__all__ = ["Layout", "compute_layout", "namespace_colour", "png", "svg", "topology_figure", "topology_graph"]
 _LAZY = {"topology_figure", "topology_graph", "png", "svg"}
 
 

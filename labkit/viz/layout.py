@@ -2,11 +2,15 @@
 
 Owns positions only (no matplotlib): one box per node, side by side; inside it one
 column per namespace, pods stacked in name order; Services in a band above, each near
-the pods it sends to. The same cluster always gives the same layout, and adding a pod
-moves only the pods of its own column, so live redraws never make the picture jump.
+the pods it sends to; with ``wiring`` each node's bridge ``cni0`` below its pods; with
+``internet`` the lab's internet host left of the nodes and the NodePorts on each node's
+top edge; ``namespace_positions`` for the one-box-per-namespace view. The same cluster
+always gives the same layout, and adding a pod moves only the pods of its own column, so
+live redraws never make the picture jump.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from labkit.model import addressing as addr
@@ -15,6 +19,8 @@ from labkit.semantics import services as svc
 
 COLUMN = 2.2      # distance between namespace columns
 ROW = 1.35        # distance between pods of one column
+BRIDGE_DROP = 1.0  # extra height of a node box for its bridge (wiring)
+INTERNET_X = -2.3  # the internet host, left of node-1
 NODE_GAP = 0.7    # space between node boxes
 SERVICE_GAP = 2.2  # minimum distance between two Services
 SYSTEM_NAMESPACE = "kube-system"
@@ -42,6 +48,9 @@ class Layout:
     boxes: list[Box] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)  # colour order
     extent: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0)  # xmin, xmax, ymin, ymax
+    bridges: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # node -> (x0, x1, y)
+    internet: tuple[float, float] | None = None
+    node_ports: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)  # (node, port) -> xy
 
     def colour_index(self, namespace: str) -> int:
         return self.namespaces.index(namespace) if namespace in self.namespaces else len(self.namespaces)
@@ -57,8 +66,16 @@ def shown_services(cluster: Cluster, include_system: bool = False) -> list[str]:
                   if include_system or s.namespace != SYSTEM_NAMESPACE)
 
 
-def compute_layout(cluster: Cluster, include_system: bool = False) -> Layout:
-    """The grid layout of ``cluster`` (kube-system hidden unless ``include_system``)."""
+def node_port_numbers(cluster: Cluster, include_system: bool = False) -> list[int]:
+    """Every NodePort of the shown Services, in order."""
+    return sorted({p.node_port for ref in shown_services(cluster, include_system)
+                   for p in cluster.services[ref].ports if p.node_port is not None})
+
+
+def compute_layout(cluster: Cluster, include_system: bool = False, *, wiring: bool = False,
+                   internet: bool = False) -> Layout:
+    """The grid layout of ``cluster`` (kube-system hidden unless ``include_system``); ``wiring``
+    makes room for the bridges, ``internet`` for the internet host and the NodePorts."""
     out = Layout()
     pods = shown_pods(cluster, include_system)
     out.namespaces = sorted(ns for ns in cluster.namespaces if include_system or ns != SYSTEM_NAMESPACE)
@@ -66,13 +83,18 @@ def compute_layout(cluster: Cluster, include_system: bool = False) -> Layout:
     for ref in pods:
         by_column.setdefault((cluster.pod_nodes[ref], cluster.pods[ref].namespace), []).append(ref)
     rows = max((len(v) for v in by_column.values()), default=1)
-    top, bottom = 1.45, -(rows - 1) * ROW - 0.95
+    top, bottom = 1.45, -(rows - 1) * ROW - 0.95 - (BRIDGE_DROP if wiring else 0.0)
+    ports = node_port_numbers(cluster, include_system) if internet else []
     x = 0.0
     for index in range(1, cluster.node_count + 1):
         namespaces = sorted({ns for (i, ns) in by_column if i == index})
         width = max(1, len(namespaces)) * COLUMN
         name = addr.node_name(index)
         out.boxes.append(Box("node", f"{name}  (pods {addr.node_pod_cidr(index)})", x, bottom, x + width, top))
+        if wiring:
+            out.bridges[index] = (x + 0.2, x + width - 0.2, bottom + 0.45)
+        for k, port in enumerate(ports):
+            out.node_ports[(index, port)] = (x + 0.45 + k * 1.1, top)
         for k, ns in enumerate(namespaces):
             cx = x + COLUMN / 2 + k * COLUMN
             members = by_column[(index, ns)]
@@ -84,9 +106,21 @@ def compute_layout(cluster: Cluster, include_system: bool = False) -> Layout:
     xmax = x - NODE_GAP
     _place_services(cluster, out, shown_services(cluster, include_system), xmax, top + 1.1)
     xs = [p[0] for p in out.services.values()]
-    out.extent = (min([0.0, *xs]) - 0.6, max([xmax, *xs]) + 0.6, bottom - 0.2,
-                  top + (2.1 if out.services else 0.45))
+    if internet:
+        out.internet = (INTERNET_X, top - 0.2)
+    out.extent = (min([0.0, *xs, *([INTERNET_X - 0.5] if internet else [])]) - 0.6, max([xmax, *xs]) + 0.6,
+                  bottom - 0.2, top + (2.1 if out.services else 0.45))
     return out
+
+
+def namespace_positions(namespaces: list[str], spacing: float = 3.4) -> dict[str, tuple[float, float]]:
+    """One spot per namespace: a row for up to three, a circle for more (so arrows miss boxes)."""
+    n = len(namespaces)
+    if n <= 3:
+        return {ns: (i * spacing, 0.0) for i, ns in enumerate(namespaces)}
+    radius = spacing * n / (2 * math.pi) * 1.1
+    angles = [math.pi / 2 - 2 * math.pi * i / n for i in range(n)]
+    return {ns: (radius * math.cos(a), radius * math.sin(a)) for ns, a in zip(namespaces, angles)}
 
 
 def _place_services(cluster: Cluster, out: Layout, refs: list[str], xmax: float, y: float) -> None:

@@ -1,9 +1,9 @@
-"""The topology picture: a networkx graph of the lab drawn on a matplotlib ``Figure``.
+"""The topology picture: the graph of ``labkit.viz.graph`` drawn on a matplotlib ``Figure``.
 
-Owns ``topology_graph`` (pods, Services, endpoint and probe edges as a ``DiGraph`` with
-plain attributes, handy for tests and custom drawings), ``topology_figure`` (that graph
-drawn on the fixed grid of ``labkit.viz.layout``) and ``png``/``svg`` (Figure -> bytes).
-Only the Figure API is used: no pyplot, so nothing leaks between redraws.
+Owns ``topology_figure`` (pods in their node boxes on the fixed grid of ``labkit.viz.layout``,
+or one box per namespace; optional bridges and veths, the internet host and NodePorts; a
+legend that says what each colour and line style means) and ``png``/``svg`` (Figure ->
+bytes). Only the Figure API is used: no pyplot, so nothing leaks between redraws.
 """
 from __future__ import annotations
 
@@ -13,123 +13,230 @@ from typing import Any
 import networkx as nx
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
-from labkit.errors import LabkitError
+from labkit.dataplane import names
+from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.probe.matrix import Matrix
-from labkit.semantics import policy as pol
-from labkit.semantics import services as svc
-from labkit.viz.layout import ROW, Layout, compute_layout, shown_pods, shown_services
+from labkit.viz import colours as C
+from labkit.viz.graph import check_options, cluster_of, topology_graph
+from labkit.viz.layout import ROW, Layout, compute_layout, namespace_positions, node_port_numbers, shown_pods
 
-PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
-           "#bab0ac", "#e15759"]
-ALLOWED, DENIED, DIFFERS = "#1a7f37", "#cf222e", "#bf8700"
-INGRESS_RING, EGRESS_RING = "#24292f", "#8250df"
+__all__ = ["png", "svg", "topology_figure", "topology_graph"]
 POD_SIZE, RING_SIZE = 760, 1500  # marker areas in points^2
-
-
-def _cluster_of(source: Any) -> tuple[Cluster, Any]:
-    if isinstance(source, Cluster):
-        return source, None
-    cluster = getattr(source, "cluster", None)
-    if isinstance(cluster, Cluster):
-        return cluster, source
-    raise LabkitError(f"topology needs a labkit.Lab or a Cluster, not {type(source).__name__}")
-
-
-def topology_graph(source: Any, matrix: Matrix | None = None, *, include_system: bool = False,
-                   layout: Layout | None = None) -> nx.DiGraph:
-    """The lab as a graph: pod and Service nodes (with ``pos``), endpoint and probe edges.
-
-    Pod nodes carry ``namespace``, ``node``, ``ip``, ``ingress_isolated``/``egress_isolated``
-    (the refs of the policies that isolate them); probe edges carry ``allowed``,
-    ``expected`` and ``differs``. Service nodes are named ``svc:<ns>/<name>``.
-    """
-    cluster, _ = _cluster_of(source)
-    layout = layout or compute_layout(cluster, include_system)
-    g = nx.DiGraph()
-    for ref in shown_pods(cluster, include_system):
-        pod = cluster.pods[ref]
-        g.add_node(ref, kind="pod", namespace=pod.namespace, node=cluster.node_of(ref),
-                   ip=cluster.pod_ips.get(ref, "?"), ready=cluster.is_ready(ref), pos=layout.pods.get(ref, (0, 0)),
-                   ingress_isolated=[p.ref for p in pol.selecting(cluster, pod, "Ingress")],
-                   egress_isolated=[p.ref for p in pol.selecting(cluster, pod, "Egress")])
-    for ref in shown_services(cluster, include_system):
-        service = cluster.services[ref]
-        kind = "headless" if service.headless else service.type
-        g.add_node(f"svc:{ref}", kind="service", type=kind, ip=cluster.service_ips.get(ref),
-                   ports=[f"{p.port}/{p.protocol}" for p in service.ports], pos=layout.services.get(ref, (0, 0)))
-        for sport in service.ports:
-            for e in svc.endpoints(cluster, service, sport):
-                if e.pod in g and e.ready:
-                    g.add_edge(f"svc:{ref}", e.pod, kind="endpoint", port=f"{e.port}/{e.protocol}")
-    if matrix is not None:
-        for src in matrix.pods:
-            for dst in matrix.pods:
-                if src == dst or src not in g or dst not in g:
-                    continue  # a stale matrix may name pods deleted since
-                ok, exp = matrix.allowed(src, dst), matrix.expected_allowed(src, dst)
-                g.add_edge(src, dst, kind="probe", allowed=ok, expected=exp, differs=ok != exp)
-    return g
+BUSY = 30  # probe arrows above which the title suggests a filter
 
 
 def topology_figure(lab: Any, matrix: Matrix | None = None, *, seed: int = 0, include_system: bool = False,
-                    layout: Layout | None = None, title: str | None = None) -> Figure:
-    """Draw the lab (a ``Lab`` or a ``Cluster``), with probe edges when ``matrix`` is given.
+                    layout: Layout | None = None, title: str | None = None, group: str = "pod",
+                    focus: str | None = None, only: str | None = None, previous: Matrix | None = None,
+                    wiring: bool = False, internet: bool | None = None) -> Figure:
+    """Draw the lab (a ``Lab`` or a ``Cluster``), with probe arrows when ``matrix`` is given.
 
-    Pods are circles coloured by namespace, in one box per node; Services are diamonds
-    linked by dashed lines to their ready endpoints; a black ring marks pods isolated for
-    ingress and a dashed purple ring pods isolated for egress. Probe edges are green
-    (allowed) or red (denied), with an amber halo where observation differs from the
-    oracle. ``seed`` is accepted for API stability: the grid layout has no randomness.
+    Pods are circles coloured by namespace (the same colour in every notebook), in one box
+    per node; Services are diamonds linked by dashed lines to their ready endpoints; a black
+    ring marks pods isolated for ingress, a dashed purple ring pods isolated for egress.
+    Arrows: green = allowed; solid red = no answer (dropped, as a NetworkPolicy does);
+    dotted red = refused at once (nothing listens on the port); an amber halo = the
+    observation differs from the oracle. Options for a readable picture:
+
+    * ``group="namespace"``: one box per namespace, one arrow per pair of namespaces
+      with its counts of allowed and denied pod pairs;
+    * ``focus="ns/pod"``: only the arrows from and to that pod;
+    * ``only="denied"`` (or ``"allowed"``, ``"differs"``, ``"changes"`` with
+      ``previous=<the matrix before a change>``: what the change did);
+    * ``wiring=True``: each node's bridge ``cni0`` and the pods' veth pairs (and, with
+      several nodes, the node fabric and its routes);
+    * ``internet``: the lab's internet host and the NodePorts on every node (default: when
+      the lab has a NodePort Service).
+
+    ``seed`` is accepted for API stability: the layout has no randomness.
     """
-    cluster, owner = _cluster_of(lab)
-    layout = layout or compute_layout(cluster, include_system)
-    g = topology_graph(cluster, matrix, include_system=include_system, layout=layout)
-    xmin, xmax, ymin, ymax = layout.extent
-    fig = Figure(figsize=(min(16.0, max(6.5, (xmax - xmin) * 1.05 + 3.2)), max(3.8, (ymax - ymin) * 0.95 + 0.9)),
+    cluster, owner = cluster_of(lab)
+    check_options(matrix, group=group, focus=focus, only=only, previous=previous)
+    if internet is None:
+        internet = bool(node_port_numbers(cluster, include_system))
+    layout = layout or compute_layout(cluster, include_system, wiring=wiring, internet=internet)
+    g = topology_graph(cluster, matrix, include_system=include_system, layout=layout, previous=previous,
+                       focus=focus, only=only, group=group)
+    if group == "namespace":
+        fig, ax = _namespace_axes(g)
+        _draw_namespaces(ax, g)
+    else:
+        fig, ax = _axes(layout.extent)
+        _draw_boxes(ax, layout, cluster, wiring)
+        if wiring:
+            _draw_wiring(ax, g, layout, cluster)
+        if internet:
+            _draw_internet(ax, g, layout)
+        _draw_edges(ax, g)
+        _draw_pods(ax, g, layout)
+        _draw_services(ax, g)
+    probes = sum(1 for *_, d in g.edges(data=True) if d["kind"] == "probe")
+    ax.set_title(title if title is not None else _title(cluster, owner, matrix, probes, group, focus, only),
+                 fontsize=10, loc="left")
+    pods = group == "pod"
+    fig.legend(handles=_legend(g, matrix is not None, group, wiring and pods, internet and pods, previous is not None),
+               loc="outside right upper", fontsize=8, frameon=False)
+    return fig
+
+
+def _axes(extent: tuple[float, float, float, float]) -> tuple[Figure, Any]:
+    xmin, xmax, ymin, ymax = extent
+    fig = Figure(figsize=(min(16.0, max(6.5, (xmax - xmin) * 1.05 + 3.4)), max(3.8, (ymax - ymin) * 0.95 + 0.9)),
                  dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal")
     ax.axis("off")
-    _draw_boxes(ax, layout)
-    _draw_edges(ax, g)
-    _draw_pods(ax, g, layout)
-    _draw_services(ax, g)
-    ax.set_title(title if title is not None else _title(cluster, owner, matrix), fontsize=10, loc="left")
-    fig.legend(handles=_legend(layout, g, matrix is not None), loc="outside right upper", fontsize=8,
-               frameon=False)
-    return fig
+    return fig, ax
 
 
-def _title(cluster: Cluster, lab: Any, matrix: Matrix | None) -> str:
+def _title(cluster: Cluster, lab: Any, matrix: Matrix | None, probes: int, group: str, focus: str | None,
+           only: str | None) -> str:
     head = f"lab {lab.name} ({'SIMULATED' if lab.simulated else lab.backend_name})" if lab is not None else "cluster"
     head += f": {cluster.node_count} node(s), {len(shown_pods(cluster))} pods, {len(cluster.policies)} policies"
     if matrix is None:
         return head
     n = len(matrix.pods)
     diffs = len(matrix.differences())
-    return (f"{head}\n{matrix.port}/{matrix.protocol} {matrix.source}: {matrix.count_allowed} of {n * n} allowed"
-            + (f", {diffs} differ from the oracle" if diffs else ""))
+    head += (f"\n{matrix.port}/{matrix.protocol} {matrix.source}: {matrix.count_allowed} of {n * n} allowed"
+             + (f", {diffs} differ from the oracle" if diffs else ""))
+    shown = [f"only {only}" if only else "", f"around {focus}" if focus else "",
+             "per namespace" if group == "namespace" else ""]
+    if any(shown):
+        head += f"; showing {', '.join(s for s in shown if s)}"
+    elif probes > BUSY:
+        head += "; busy? try group='namespace', focus='ns/pod' or only='denied'"
+    return head
 
 
-def _draw_boxes(ax: Any, layout: Layout) -> None:
+# ---------------------------------------------------------------- one box per namespace
+def _namespace_axes(g: nx.DiGraph) -> tuple[Figure, Any]:
+    pos = namespace_positions(sorted(d["namespace"] for _, d in g.nodes(data=True)))
+    for name, d in g.nodes(data=True):
+        d["pos"] = pos[d["namespace"]]
+    xs, ys = [p[0] for p in pos.values()] or [0.0], [p[1] for p in pos.values()] or [0.0]
+    return _axes((min(xs) - 1.9, max(xs) + 1.9, min(ys) - 1.6, max(ys) + 1.9))
+
+
+def _draw_namespaces(ax: Any, g: nx.DiGraph) -> None:
+    if not g.number_of_nodes():
+        ax.text(0, 0, "no pods yet: lab.apply(...) some", ha="center", va="center", fontsize=9, color=C.INFRA)
+        return
+    for u, v, d in g.edges(data=True):
+        a, b = g.nodes[u]["pos"], g.nodes[v]["pos"]
+        colour = {"allowed": C.ALLOWED, "denied": C.DENIED, "mixed": C.MIXED}[d["verdict"]]
+        if d["differs"]:
+            ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-", connectionstyle="arc3,rad=0.22", color=C.DIFFERS,
+                                         linewidth=7, alpha=0.5, shrinkA=48, shrinkB=48, zorder=1.8))
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=13, connectionstyle="arc3,rad=0.22",
+                                     color=colour, linewidth=2.0, shrinkA=48, shrinkB=48, zorder=2))
+        mx, my = (a[0] + b[0]) / 2, (a[1] + b[1]) / 2
+        dx, dy = b[0] - a[0], b[1] - a[1]  # the arc bulges to the right of the direction a -> b
+        ax.text(mx + 0.11 * dy, my - 0.11 * dx, _counts(d), fontsize=7, ha="center", va="center", color=colour,
+                zorder=5, bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": colour,
+                                "linewidth": 0.6})
+    for _, d in g.nodes(data=True):
+        x, y = d["pos"]
+        colour = C.namespace_colour(d["namespace"])
+        ax.add_patch(FancyBboxPatch((x - 1.15, y - 0.75), 2.3, 1.5, boxstyle="round,pad=0.02,rounding_size=0.2",
+                                    facecolor=colour, alpha=0.18, edgecolor=colour,
+                                    linewidth=3.0 if d["focus"] else 1.4, zorder=3))
+        within = d["within"]
+        inside = f"within: {_counts(within)}" if sum(within[k] for k in ("allowed", "policy", "refused")) else ""
+        ax.text(x, y + 0.5, f"ns {d['namespace']}", fontsize=9, fontweight="bold", ha="center", va="top",
+                color=colour, zorder=4)
+        ax.text(x, y - 0.02, f"{len(d['pods'])} pod(s)\n{inside}", fontsize=7.5, ha="center", va="center",
+                color="#24292f", zorder=4)
+
+
+def _counts(d: dict) -> str:
+    parts = [f"{d['allowed']} allowed"]
+    if d["policy"]:
+        parts.append(f"{d['policy']} dropped")
+    if d["refused"]:
+        parts.append(f"{d['refused']} refused")
+    if d["differs"]:
+        parts.append(f"{d['differs']} differ")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- one circle per pod
+def _draw_boxes(ax: Any, layout: Layout, cluster: Cluster, wiring: bool) -> None:
     for box in layout.boxes:
         if box.kind == "node":
             ax.add_patch(FancyBboxPatch((box.x0, box.y0), box.x1 - box.x0, box.y1 - box.y0,
                                         boxstyle="round,pad=0.02,rounding_size=0.2", facecolor="#f6f8fa",
                                         edgecolor="#57606a", linewidth=1.4, zorder=0))
-            ax.text(box.x0 + 0.15, box.y1 - 0.12, box.label, fontsize=8, va="top", color="#24292f", zorder=1)
+            label = box.label
+            if wiring and cluster.node_count > 1:
+                index = int(box.label.split()[0].split("-")[1])
+                label += f"\nfabric0 {addr.node_ip(index)}"
+            ax.text(box.x0 + 0.15, box.y1 - 0.12, label, fontsize=8, va="top", color="#24292f", zorder=1)
         else:
-            colour = PALETTE[layout.colour_index(box.namespace or "") % len(PALETTE)]
+            colour = C.namespace_colour(box.namespace or "")
             ax.add_patch(FancyBboxPatch((box.x0, box.y0), box.x1 - box.x0, box.y1 - box.y0,
                                         boxstyle="round,pad=0.02,rounding_size=0.15", facecolor=colour,
                                         alpha=0.12, edgecolor=colour, linewidth=1.0, zorder=0.5))
             ax.text((box.x0 + box.x1) / 2, box.y1 - 0.08, box.label, fontsize=7.5, ha="center", va="top",
                     color=colour, fontweight="bold", zorder=1)
+
+
+def _draw_wiring(ax: Any, g: nx.DiGraph, layout: Layout, cluster: Cluster) -> None:
+    """Each node's bridge cni0 (the pods' gateway), a veth pair per pod, the fabric between nodes."""
+    for index, (x0, x1, y) in layout.bridges.items():
+        ax.add_patch(Rectangle((x0, y - 0.08), x1 - x0, 0.16, facecolor="#d0d7de", edgecolor=C.INFRA, zorder=1.2))
+        text = f"bridge {names.BRIDGE}  {addr.node_gateway(index)} (gateway)"
+        ax.text(x0 + 0.05, y - 0.14, text, fontsize=7, va="top", color="#24292f", zorder=1.3)
+        if cluster.node_count > 1:
+            routes = [f"{addr.node_pod_cidr(j)} via {addr.node_ip(j)}" for j in range(1, cluster.node_count + 1)
+                      if j != index]
+            ax.text(x0 + 0.05, y - 0.36, "routes: " + "; ".join(routes), fontsize=6.5, va="top", color=C.INFRA,
+                    zorder=1.3)
+    pods = [(ref, d) for ref, d in g.nodes(data=True)
+            if d["kind"] == "pod" and cluster.pod_nodes[ref] in layout.bridges]
+    below: dict[float, int] = {}  # pods of a column under this one: the upper pod's veth runs outside theirs
+    for _, d in pods:
+        below[d["pos"][0]] = below.get(d["pos"][0], 0) + 1
+    for ref, d in sorted(pods, key=lambda item: -item[1]["pos"][1]):
+        index = cluster.pod_nodes[ref]
+        x, y = d["pos"]
+        below[x] -= 1
+        vx, by = x + 0.62 + 0.12 * below[x], layout.bridges[index][2]
+        ax.plot([x + 0.2, vx, vx], [y, y, by + 0.08], color=C.INFRA, linewidth=1.0, zorder=1.1)
+        ax.text(vx - 0.02, y + 0.03, "eth0", fontsize=5.5, color=C.INFRA, va="bottom", ha="right", zorder=1.3)
+        ax.text(vx + 0.03, by + 0.12, names.pod_port(d["ip"]) if d["ip"] != "?" else "veth", fontsize=5.5,
+                rotation=90, va="bottom", ha="left", color=C.INFRA, zorder=1.3)
+    if cluster.node_count > 1 and layout.bridges:
+        nodes = [b for b in layout.boxes if b.kind == "node"]
+        y = nodes[0].y0 - 0.12
+        ax.plot([nodes[0].x0 + 0.3, nodes[-1].x1 - 0.3], [y, y], color=C.INFRA, linewidth=2.0, zorder=0.8)
+        ax.text(nodes[0].x0 + 0.3, y - 0.05, f"node fabric {addr.NODE_FABRIC} (routed: pod addresses kept, no NAT)",
+                fontsize=7, va="top", color=C.INFRA)
+
+
+def _draw_internet(ax: Any, g: nx.DiGraph, layout: Layout) -> None:
+    """The lab's internet host and, on every node, the NodePorts it may connect to."""
+    if layout.internet is None:
+        return
+    ix, iy = layout.internet
+    ax.scatter([ix], [iy], s=900, marker="s", c="#eaeef2", edgecolors=C.INFRA, linewidths=1.5, zorder=4)
+    ax.text(ix, iy - 0.38, f"internet\n{addr.INTERNET_HOST_IP}\n(outside the cluster)", fontsize=7, ha="center",
+            va="top", color="#24292f", zorder=5)
+    services = {p: n for n, d in g.nodes(data=True) if d["kind"] == "service" for p in d.get("node_ports", [])}
+    for (index, port), (x, y) in layout.node_ports.items():
+        ax.scatter([x], [y], s=110, marker="s", c="white", edgecolors=C.SERVICE, linewidths=1.5, zorder=4)
+        ax.text(x + 0.12, y + 0.1, f"{addr.node_ip(index)}:{port}", fontsize=6.5, color=C.SERVICE, zorder=5)
+        ax.add_patch(FancyArrowPatch((ix, iy), (x, y), arrowstyle="-|>", mutation_scale=9, color=C.INFRA,
+                                     linestyle=(0, (2, 2)), linewidth=1.0, connectionstyle="arc3,rad=-0.15",
+                                     shrinkA=15, shrinkB=5, zorder=1.6))
+        if port in services:
+            ax.add_patch(FancyArrowPatch((x, y), g.nodes[services[port]]["pos"], arrowstyle="-|>",
+                                         mutation_scale=9, color=C.SERVICE, linestyle=(0, (4, 3)), linewidth=1.0,
+                                         shrinkA=5, shrinkB=12, zorder=1.6))
 
 
 def _draw_edges(ax: Any, g: nx.DiGraph) -> None:
@@ -145,12 +252,19 @@ def _draw_edges(ax: Any, g: nx.DiGraph) -> None:
         skip = abs(a[0] - b[0]) < 0.5 and abs(a[1] - b[1]) > ROW * 1.5
         style = f"arc3,rad={0.45 if skip else 0.16}"
         if data["differs"]:
-            ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-", connectionstyle=style, color=DIFFERS,
+            ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-", connectionstyle=style, color=C.DIFFERS,
                                          linewidth=6, alpha=0.55, shrinkA=16, shrinkB=16, zorder=1.8))
-        colour, width, alpha = (ALLOWED, 1.6, 0.9) if data["allowed"] else (DENIED, 1.0, 0.5)
+        if data["allowed"]:
+            colour, width, alpha, line = C.ALLOWED, 1.6, 0.9, "-"
+        elif data["why"] == "refused":
+            colour, width, alpha, line = C.REFUSED, 1.2, 0.8, (0, (1, 2))
+        else:
+            colour, width, alpha, line = C.DENIED, 1.2, 0.7, "-"
+        if data.get("changed"):
+            width += 1.4
         ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=11, connectionstyle=style,
-                                     color=colour, linewidth=width, alpha=alpha, shrinkA=16, shrinkB=16,
-                                     zorder=2))
+                                     color=colour, linewidth=width, alpha=alpha, linestyle=line, shrinkA=16,
+                                     shrinkB=16, zorder=2))
 
 
 def _draw_pods(ax: Any, g: nx.DiGraph, layout: Layout) -> None:
@@ -163,11 +277,13 @@ def _draw_pods(ax: Any, g: nx.DiGraph, layout: Layout) -> None:
     for ref in pods:
         d = g.nodes[ref]
         x, y = d["pos"]
-        colour = PALETTE[layout.colour_index(d["namespace"]) % len(PALETTE)]
+        colour = C.namespace_colour(d["namespace"])
+        if d.get("focus"):
+            ax.scatter([x], [y], s=RING_SIZE * 1.5, c=[colour], alpha=0.25, edgecolors="none", zorder=2.5)
         if d["egress_isolated"]:
-            ax.scatter([x], [y], s=RING_SIZE, facecolors="none", edgecolors=EGRESS_RING, linewidths=1.8,
+            ax.scatter([x], [y], s=RING_SIZE, facecolors="none", edgecolors=C.EGRESS_RING, linewidths=1.8,
                        linestyles="--", zorder=3)
-        ring = (INGRESS_RING, 3.0) if d["ingress_isolated"] else ("white", 1.0)
+        ring = (C.INGRESS_RING, 3.0) if d["ingress_isolated"] else ("white", 1.0)
         ax.scatter([x], [y], s=POD_SIZE, c=[colour], edgecolors=ring[0], linewidths=ring[1],
                    alpha=1.0 if d["ready"] else 0.45, zorder=4)
         ax.text(x, y - 0.36, f"{ref}\n{d['ip']}" + ("" if d["ready"] else "\n(not ready)"), fontsize=7,
@@ -180,32 +296,50 @@ def _draw_services(ax: Any, g: nx.DiGraph) -> None:
         if d["kind"] != "service":
             continue
         x, y = d["pos"]
-        ax.scatter([x], [y], s=520, marker="D", c="#ffffff", edgecolors="#0969da", linewidths=2.0, zorder=4)
+        ax.scatter([x], [y], s=520, marker="D", c="#ffffff", edgecolors=C.SERVICE, linewidths=2.0, zorder=4)
         address = "headless" if d["type"] == "headless" else d["ip"]
         kind = "" if d["type"] in ("ClusterIP", "headless") else f" {d['type']}"
-        ax.text(x, y + 0.32, f"svc {name[4:]}{kind}\n{address} {','.join(d['ports'])}", fontsize=7,
-                ha="center", va="bottom", color="#0969da", zorder=5)
+        node_ports = "".join(f" nodePort {p}" for p in d.get("node_ports", []))
+        ax.text(x, y + 0.32, f"svc {name[4:]}{kind}\n{address} {','.join(d['ports'])}{node_ports}", fontsize=7,
+                ha="center", va="bottom", color=C.SERVICE, zorder=5)
 
 
-def _legend(layout: Layout, g: nx.DiGraph, probes: bool) -> list[Line2D]:
-    shown = sorted({d["namespace"] for _, d in g.nodes(data=True) if d["kind"] == "pod"})
-    handles = [Line2D([], [], marker="o", linestyle="", markersize=9, markeredgecolor="white",
-                      markerfacecolor=PALETTE[layout.colour_index(ns) % len(PALETTE)], label=f"namespace {ns}")
+def _legend(g: nx.DiGraph, probes: bool, group: str, wiring: bool, internet: bool, previous: bool) -> list[Line2D]:
+    kinds = {d["kind"] for _, d in g.nodes(data=True)}
+    shown = sorted({d["namespace"] for _, d in g.nodes(data=True) if d["kind"] in ("pod", "namespace")})
+    handles = [Line2D([], [], marker="o" if group == "pod" else "s", linestyle="", markersize=9,
+                      markeredgecolor="white", markerfacecolor=C.namespace_colour(ns), label=f"namespace {ns}")
                for ns in shown]
-    handles += [
-        Line2D([], [], marker="o", linestyle="", markersize=9, markerfacecolor="#d0d7de",
-               markeredgecolor=INGRESS_RING, markeredgewidth=2.5, label="isolated for ingress"),
-        Line2D([], [], marker="o", linestyle="", markersize=12, markerfacecolor="none",
-               markeredgecolor=EGRESS_RING, markeredgewidth=1.5, label="isolated for egress (dashed ring)"),
-    ]
-    if any(d["kind"] == "service" for _, d in g.nodes(data=True)):
+    if group == "pod":
+        handles += [
+            Line2D([], [], marker="o", linestyle="", markersize=9, markerfacecolor="#d0d7de",
+                   markeredgecolor=C.INGRESS_RING, markeredgewidth=2.5, label="isolated for ingress"),
+            Line2D([], [], marker="o", linestyle="", markersize=12, markerfacecolor="none",
+                   markeredgecolor=C.EGRESS_RING, markeredgewidth=1.5, label="isolated for egress (dashed ring)"),
+        ]
+    if "service" in kinds:
         handles += [Line2D([], [], marker="D", linestyle="", markersize=8, markerfacecolor="white",
-                           markeredgecolor="#0969da", label="Service"),
+                           markeredgecolor=C.SERVICE, label="Service"),
                     Line2D([], [], color="#6e7781", linestyle=(0, (4, 3)), label="Service -> ready endpoint")]
+    if wiring:
+        handles += [Line2D([], [], color=C.INFRA, linewidth=4, alpha=0.5, label=f"bridge {names.BRIDGE} in a node"),
+                    Line2D([], [], color=C.INFRA, linewidth=1.0, label="veth pair: pod eth0 <-> bridge port")]
+    if internet:
+        handles += [Line2D([], [], marker="s", linestyle="", markersize=9, markerfacecolor="#eaeef2",
+                           markeredgecolor=C.INFRA, label="internet host (outside)"),
+                    Line2D([], [], marker="s", linestyle="", markersize=6, markerfacecolor="white",
+                           markeredgecolor=C.SERVICE, label="NodePort on a node")]
     if probes:
-        handles += [Line2D([], [], color=ALLOWED, linewidth=1.6, label="allowed"),
-                    Line2D([], [], color=DENIED, linewidth=1.0, alpha=0.6, label="denied"),
-                    Line2D([], [], color=DIFFERS, linewidth=6, alpha=0.55, label="differs from the oracle")]
+        handles += [Line2D([], [], color=C.ALLOWED, linewidth=1.6, label="allowed: the connection worked"),
+                    Line2D([], [], color=C.DENIED, linewidth=1.2, label="denied: no answer (dropped by policy)"),
+                    Line2D([], [], color=C.REFUSED, linewidth=1.2, linestyle=(0, (1, 2)),
+                           label="refused: nothing listens on the port"),
+                    Line2D([], [], color=C.DIFFERS, linewidth=6, alpha=0.55,
+                           label="observed differs from the oracle")]
+        if group == "namespace":
+            handles.append(Line2D([], [], color=C.MIXED, linewidth=2.0, label="some pod pairs allowed, some not"))
+        if previous:
+            handles.append(Line2D([], [], color="#24292f", linewidth=2.8, label="thick: changed by the last change"))
     return handles
 
 

@@ -54,10 +54,12 @@ class ExplainView(W.VBox):
             self.src.options = pods
             if keep in pods:
                 self.src.value = keep
+        if self.src.value is None and pods:  # start with a source chosen: one click gives an answer
+            self.src.value = pods[0]
         names = [f"{ref.split('/')[1]}.{ref.split('/')[0]}" for ref in sorted(cluster.services)]
         self.dst.options = tuple(pods + names + [addr.INTERNET_HOST_IP])
         if not self.dst.value and len(pods) > 1:
-            self.dst.value = pods[1]
+            self.dst.value = next(p for p in pods if p != self.src.value)
 
     def explain(self, src: str | None = None, dst: str | None = None) -> Any:
         """Explain ``src -> dst`` (default: the form's values); shows and returns the Explanation."""

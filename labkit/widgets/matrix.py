@@ -9,6 +9,7 @@ the oracle); a header with observed vs expected counts and where the results com
 from __future__ import annotations
 
 import html
+import re
 from typing import Any, Callable
 
 import ipywidgets as W
@@ -17,8 +18,40 @@ from labkit.probe.matrix import Matrix
 from labkit.widgets.common import ErrorArea, css_widget, guard, pre, replace_children, set_classes
 
 
-def _short(ref: str, limit: int = 12) -> str:
-    return ref if len(ref) <= limit else ref[:limit - 1] + "…"
+# A ReplicaSet's pod: <deployment>-<pod-template-hash>-<5 random characters>.
+_SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
+_REPLICA = re.compile(rf"^(?P<owner>.+)-{_SAFE}{{6,10}}-(?P<suffix>{_SAFE}{{5}})$")
+
+
+def short_name(name: str, limit: int = 12) -> str:
+    """A pod name short enough for a column header: a replica keeps its Deployment and its
+    random suffix (``web-…x7k2p``), other long names their start and end."""
+    m = _REPLICA.match(name)
+    if m:
+        owner = m["owner"] if len(m["owner"]) <= limit - 6 else m["owner"][:limit - 7] + "…"
+        return f"{owner}-…{m['suffix']}"
+    if len(name) <= limit:
+        return name
+    keep = (limit - 1) // 2
+    return name[:keep] + "…" + name[-(limit - 1 - keep):]
+
+
+def column_heads(pods: list[str], limit: int = 12) -> dict[str, str]:
+    """``{ref: header HTML}``: namespace over the (shortened) name, the full ref as the title
+    attribute (shown on hover); a name whose short form is ambiguous is shown whole."""
+    shorts = {ref: short_name(ref.split("/", 1)[-1], limit) for ref in pods}
+    taken: dict[tuple[str, str], int] = {}
+    for ref, short in shorts.items():
+        key = (ref.split("/", 1)[0], short)
+        taken[key] = taken.get(key, 0) + 1
+    out = {}
+    for ref in pods:
+        namespace, name = ref.split("/", 1) if "/" in ref else ("", ref)
+        short = shorts[ref] if taken[(namespace, shorts[ref])] == 1 else name
+        out[ref] = (f"<div class='labkit-colhead' title='{html.escape(ref, quote=True)}' style='text-align:center;"
+                    f"line-height:1.15;font-size:0.85em;overflow-wrap:anywhere'><span style='color:#57606a'>"
+                    f"{html.escape(namespace)}/</span><br><b>{html.escape(short)}</b></div>")
+    return out
 
 
 class MatrixView(W.VBox):
@@ -80,7 +113,7 @@ class MatrixView(W.VBox):
         n = len(pods)
         self.grid.layout.grid_template_columns = f"max-content repeat({n}, minmax(2.6em, max-content))"
         corner = W.HTML("<small>from \\ to</small>")
-        heads = [W.Label(_short(p), tooltip=p, layout=W.Layout(justify_content="center")) for p in pods]
+        heads = [W.HTML(head, tooltip=ref) for ref, head in column_heads(pods).items()]
         self.cells = {}
         children: list[W.Widget] = [corner, *heads]
         for src in pods:

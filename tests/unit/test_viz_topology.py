@@ -63,7 +63,9 @@ def test_figure_with_a_matrix_and_a_difference(lab):
     fig = topology_figure(lab, matrix)
     assert "1 differ from the oracle" in fig.axes[0].get_title(loc="left")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert {"allowed", "denied", "differs from the oracle", "isolated for ingress"} <= set(labels)
+    assert {"allowed: the connection worked", "denied: no answer (dropped by policy)",
+            "refused: nothing listens on the port", "observed differs from the oracle",
+            "isolated for ingress"} <= set(labels)
     assert png(fig).startswith(PNG_MAGIC)
 
 
@@ -132,3 +134,117 @@ def test_importing_labkit_imports_no_ui_library_and_viz_uses_no_pyplot():
             "assert 'matplotlib.pyplot' not in sys.modules\n"
             "assert 'ipywidgets' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+
+
+# ------------------------------------------------------------------ readable pictures (issue 13 part 4)
+DENY_X_A = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-a", "namespace": "x"},
+            "spec": {"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Ingress"]}}
+
+
+def probe_edges(g):
+    return {(u, v): d for u, v, d in g.edges(data=True) if d["kind"] == "probe"}
+
+
+def test_namespace_colours_are_the_same_in_every_lab_and_process():
+    from labkit.viz import namespace_colour
+    from labkit.viz.colours import ALLOWED, DENIED, FIXED
+    assert namespace_colour("default") == FIXED["default"] and namespace_colour("kube-system") == FIXED["kube-system"]
+    code = "from labkit.viz import namespace_colour as c; print(c('shop'), c('payments'), c('team-42'))"
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("1", "2")}
+    assert len(runs) == 1  # not Python's salted hash()
+    assert runs.pop().split() == [namespace_colour("shop"), namespace_colour("payments"), namespace_colour("team-42")]
+    assert {namespace_colour(n) for n in ("x", "y", "payments", "team-42")}.isdisjoint({ALLOWED, DENIED})
+    course = [["shop", "other"], ["dev", "monitoring", "shop"], ["ops", "shop"], ["guest", "shop"], ["x", "y", "z"]]
+    for together in course:  # no two namespaces of one notebook look alike
+        assert len({namespace_colour(n) for n in together}) == len(together), together
+
+
+def test_red_says_why_dropped_by_policy_or_refused(lab):
+    lab.apply(DENY_X_A)
+    g = topology_graph(lab, lab.matrix(port=80))
+    edges = probe_edges(g)
+    assert edges[("x/b", "x/a")]["why"] == "policy"  # isolated, nothing allows: dropped
+    assert edges[("x/a", "y/a")]["allowed"] and edges[("x/a", "y/a")]["why"] is None
+    nothing = probe_edges(topology_graph(lab, lab.matrix(port=81)))  # no pod listens on 81
+    assert nothing[("x/a", "y/a")]["why"] == "refused" and nothing[("x/b", "x/a")]["why"] == "policy"
+    fig = topology_figure(lab, lab.matrix(port=81))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "refused: nothing listens on the port" in labels and "denied: no answer (dropped by policy)" in labels
+
+
+def test_focus_and_only_filter_the_arrows(lab):
+    lab.apply(DENY_X_A)
+    matrix = lab.matrix()
+    around = probe_edges(topology_graph(lab, matrix, focus="x/a"))
+    assert around and all("x/a" in pair for pair in around) and len(around) == 2 * 3
+    denied = probe_edges(topology_graph(lab, matrix, only="denied"))
+    assert denied and not any(d["allowed"] for d in denied.values())
+    assert len(denied) == sum(1 for s in matrix.pods for d in matrix.pods if s != d and not matrix.allowed(s, d))
+    allowed = probe_edges(topology_graph(lab, matrix, only="allowed"))
+    assert allowed and all(d["allowed"] for d in allowed.values())
+    assert "only denied" in topology_figure(lab, matrix, only="denied").axes[0].get_title(loc="left")
+
+
+def test_only_changes_shows_what_the_last_apply_did(lab):
+    before = lab.matrix()
+    lab.apply(DENY_X_A)
+    after = lab.matrix()
+    changes = probe_edges(topology_graph(lab, after, only="changes", previous=before))
+    assert changes and all(d["changed"] == "now denied" for d in changes.values())
+    assert set(changes) == {(s, d) for s in after.pods for d in after.pods
+                            if s != d and before.allowed(s, d) != after.allowed(s, d)}
+    assert all(dst == "x/a" for _, dst in changes)
+    with pytest.raises(LabkitError, match="previous"):
+        topology_figure(lab, after, only="changes")
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"only": "red"}, "only="), ({"group": "node"}, "group="),
+                                            ({"focus": "x/nope"}, "focus=")])
+def test_bad_options_name_the_keyword_and_the_choices(lab, kwargs, needle):
+    with pytest.raises(LabkitError, match=needle):
+        topology_figure(lab, lab.matrix(), **kwargs)
+
+
+def test_group_by_namespace_counts_the_pod_pairs(lab):
+    lab.apply(DENY_X_A)
+    matrix = lab.matrix()
+    g = topology_graph(lab, matrix, group="namespace")
+    assert sorted(g.nodes) == ["ns:x", "ns:y"] and sorted(g.nodes["ns:x"]["pods"]) == ["x/a", "x/b"]
+    y_to_x = g.edges["ns:y", "ns:x"]
+    pairs = [(s, d) for s in ("y/a", "y/b") for d in ("x/a", "x/b")]
+    assert y_to_x["allowed"] == sum(matrix.allowed(s, d) for s, d in pairs)
+    assert y_to_x["allowed"] + y_to_x["policy"] + y_to_x["refused"] == 4
+    assert y_to_x["verdict"] == ("denied" if not y_to_x["allowed"] else "mixed" if y_to_x["policy"] else "allowed")
+    within = g.nodes["ns:x"]["within"]
+    assert within["allowed"] + within["policy"] + within["refused"] == 2
+    fig = topology_figure(lab, matrix, group="namespace")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "ns x" in texts and "ns y" in texts and png(fig).startswith(PNG_MAGIC)
+
+
+def test_wiring_draws_bridges_veths_and_the_fabric(lab):
+    from labkit.dataplane import names
+    fig = topology_figure(lab, wiring=True)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "bridge cni0  10.244.1.1" in texts
+    for ref in PODS:
+        assert names.pod_port(lab.pod_ip(ref)) in texts  # the node end of each pod's veth pair
+    if lab.cluster.node_count > 1:
+        assert "node fabric 198.18.0.0/24" in texts and "10.244.2.0/24 via 198.18.0.2" in texts
+    layout = compute_layout(lab.cluster, wiring=True)
+    for index, (x0, x1, y) in layout.bridges.items():
+        assert y < min(py for ref, (_, py) in layout.pods.items() if lab.cluster.pod_nodes[ref] == index)
+
+
+def test_the_internet_host_and_node_ports_appear_with_a_node_port_service(lab):
+    assert "internet" not in " ".join(t.get_text() for t in topology_figure(lab).axes[0].texts)
+    lab.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "pub", "namespace": "x"},
+               "spec": {"type": "NodePort", "selector": {"app": "a"}, "ports": [{"port": 80, "nodePort": 30080}]}})
+    texts = " ".join(t.get_text() for t in topology_figure(lab).axes[0].texts)
+    assert "internet" in texts and "203.0.113.10" in texts and "198.18.0.1:30080" in texts
+    assert "nodePort 30080" in texts
+    assert "internet" not in " ".join(t.get_text() for t in topology_figure(lab, internet=False).axes[0].texts)
+    g = topology_graph(lab)
+    assert g.nodes["svc:x/pub"]["node_ports"] == [30080]

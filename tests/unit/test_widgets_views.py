@@ -5,6 +5,7 @@ on the sim backend; the assertions compare the widgets with ``lab.expected``.
 """
 from __future__ import annotations
 
+import asyncio
 import pytest
 
 pytest.importorskip("ipywidgets")
@@ -306,16 +307,103 @@ def test_panel_banner_says_simulated_and_has_the_tabs(panel, lab):
     assert panel.tabs.selected_index == 2
 
 
-def test_edits_from_code_show_up_at_the_next_refresh(panel, lab):
+def test_edits_from_code_show_up_at_once_without_a_loop(panel, lab):
     drawn = panel.drawn
     panel.refresh()
     assert panel.drawn == drawn  # nothing changed: no redraw
-    lab.apply(DENY_ALL_X)
-    assert "allow" in classes(panel.matrix_view.cells[("y/a", "x/a")])  # not yet
-    panel.refresh()
+    lab.apply(DENY_ALL_X)  # in a script (no asyncio loop) the panel refreshes inside the apply
     assert "deny" in classes(panel.matrix_view.cells[("y/a", "x/a")])
-    assert panel.drawn == drawn + 1
+    assert panel.drawn == drawn + 1 and not panel.stale
     assert "x/deny-all" in panel.policies.policy_list.children[0].children[1].value
+    assert "changed since this view" not in panel.banner.value
+
+
+def test_without_auto_refresh_the_panel_says_it_is_stale_until_refresh(lab):
+    panel = LabPanel(lab, auto_refresh=False)
+    lab.apply(DENY_ALL_X)
+    assert panel.stale and "stale" in panel.banner._dom_classes
+    assert "The lab changed since this view</b>: press Refresh" in panel.banner.value
+    assert "allow" in classes(panel.matrix_view.cells[("y/a", "x/a")])  # the old view, clearly marked
+    panel.refresh_button.click()
+    assert not panel.stale and "changed since this view" not in panel.banner.value
+    assert "deny" in classes(panel.matrix_view.cells[("y/a", "x/a")])
+    panel.close()
+    assert panel._listener not in lab.change_listeners  # a closed panel follows the lab no more
+
+
+def test_in_a_kernel_the_panel_refreshes_when_the_cell_is_done(lab):
+    """In Jupyter a cell runs on the kernel's loop: the change marks the view stale at once and
+    the refresh runs after the cell (here: after the coroutine yields), once for several changes."""
+    async def cell():
+        panel = LabPanel(lab)
+        probes = []
+        panel.matrix_view.listeners.append(probes.append)
+        lab.apply(DENY_ALL_X)
+        lab.label("pod", "y/a", {"extra": "1"})
+        during = (panel.stale, "refreshing as soon as the cell is done" in panel.banner.value,
+                  "allow" in classes(panel.matrix_view.cells[("y/a", "x/a")]), len(probes))
+        await asyncio.sleep(0.05)
+        return panel, during, probes
+
+    panel, during, probes = asyncio.run(cell())
+    assert during == (True, True, True, 0)
+    assert len(probes) == 1 and not panel.stale  # one refresh for the two changes
+    assert "deny" in classes(panel.matrix_view.cells[("y/a", "x/a")])
+    panel.close()
+
+
+def test_a_failing_change_listener_never_undoes_the_change(lab):
+    def broken(changes):
+        raise RuntimeError("listener is broken")
+
+    lab.change_listeners.append(broken)
+    lab.apply(DENY_ALL_X)
+    assert "x/deny-all" in lab.cluster.policies
+    assert any("listener is broken" in e for e in lab.events)
+
+
+def test_panel_topology_options_draw_the_namespace_view_and_the_changes(lab):
+    panel = LabPanel(lab, topology_options={"group": "namespace"})
+    assert panel.topology.value[:4] == b"\x89PNG" and not panel.errors.messages
+    panel.close()
+    panel = LabPanel(lab, topology_options={"only": "changes"})
+    lab.apply(DENY_ALL_X)
+    assert panel._previous is not None and panel._previous.count_allowed == 16
+    assert not panel.errors.messages and panel.topology.value[:4] == b"\x89PNG"
+    panel.close()
+
+
+# ------------------------------------------------------------------ readable headers, a chosen source
+def test_matrix_column_headers_are_short_with_the_full_name_on_hover():
+    from labkit.widgets.matrix import column_heads, short_name
+    assert short_name("web-7d4b9c6f5x-k2x9p") == "web-…k2x9p"  # a replica: Deployment + its own suffix
+    assert short_name("a") == "a" and len(short_name("a-very-long-pod-name-indeed")) == 12
+    heads = column_heads(["shop/web-7d4b9c6f5x-k2x9p", "shop/web-7d4b9c6f5x-q8zzv", "default/client"])
+    assert "title='shop/web-7d4b9c6f5x-k2x9p'" in heads["shop/web-7d4b9c6f5x-k2x9p"]
+    assert "<b>web-…k2x9p</b>" in heads["shop/web-7d4b9c6f5x-k2x9p"] and "shop/" in heads["shop/web-7d4b9c6f5x-k2x9p"]
+    clash = column_heads(["x/frontend-one-cache", "x/frontend-two-cache"])  # same short form: shown whole
+    assert "<b>frontend-one-cache</b>" in clash["x/frontend-one-cache"]
+    assert "<b>front…-cache</b>" in column_heads(["x/frontend-one-cache"])["x/frontend-one-cache"]
+
+
+def test_matrix_view_headers_carry_the_full_ref(lab):
+    view = MatrixView(lab)
+    heads = view.grid.children[1:1 + len(PODS)]
+    assert [h.tooltip for h in heads] == PODS
+    assert all(f"title='{ref}'" in h.value for h, ref in zip(heads, PODS))
+
+
+def test_the_explain_tab_starts_with_a_source_chosen(lab):
+    view = ExplainView(lab)
+    assert view.src.value == PODS[0] and view.dst.value == PODS[1]
+    explanation = view.explain()  # one click gives an answer
+    assert explanation is not None and "allowed" in view.output.value
+    with labkit.Lab("w-empty", backend="sim") as empty:
+        late = ExplainView(empty)
+        assert late.src.value is None
+        empty.apply(world())
+        late.refresh()
+        assert late.src.value == PODS[0]
 
 
 def test_explain_follows_the_matrix_port_only_when_it_changes(panel):
