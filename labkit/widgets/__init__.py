@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ErrorArea", "ExplainView", "LabPanel", "LiveTraffic", "MatrixView", "PolicyEditor",
+__all__ = ["ErrorArea", "ExerciseView", "ExplainView", "LabPanel", "LiveTraffic", "MatrixView", "PolicyEditor",
            "ServiceEditor", "Throttle", "YamlEditor"]
 _WHERE = {"ErrorArea": "common", "Throttle": "common", "YamlEditor": "yaml_editor", "MatrixView": "matrix",
           "ExplainView": "explain", "PolicyEditor": "policy", "ServiceEditor": "service",
-          "LiveTraffic": "live", "LabPanel": "panel"}
+          "LiveTraffic": "live", "LabPanel": "panel", "ExerciseView": "exercise"}
 
 
 def __getattr__(name: str) -> Any:

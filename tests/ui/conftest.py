@@ -115,8 +115,11 @@ def _api(base: str, token: str, path: str, method: str = "GET") -> object:
 
 
 class LabServer:
-    def __init__(self, root: Path, notebook: Path):
-        self.root, self.notebook = root, notebook
+    """JupyterLab serving ``root`` (where ``notebook`` was copied); ``env`` is added to the
+    server's (and so its kernels') environment."""
+
+    def __init__(self, root: Path, notebook: Path, env: dict[str, str] | None = None):
+        self.root, self.notebook, self.env = root, notebook, dict(env or {})
         self.port, self.token = _free_port(), secrets.token_hex(16)
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = root.parent / f"{root.name}-jupyter.log"
@@ -153,7 +156,7 @@ class LabServer:
                "JUPYTERLAB_SETTINGS_DIR": str(private / "settings"),
                "JUPYTERLAB_WORKSPACES_DIR": str(private / "workspaces"),
                "JUPYTER_RUNTIME_DIR": str(self.runtime),
-               "LABKIT_BACKEND": self.backend}
+               "LABKIT_BACKEND": self.backend, **self.env}
         # JupyterLab of this environment (`-m jupyterlab`): its kernels import the labkit under test
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
@@ -251,7 +254,8 @@ def lab_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def browser(lab_server):
+def browser():
+    require_browser()
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
     args = ["--disable-background-networking", "--disable-component-update", "--no-first-run",
