@@ -1,7 +1,8 @@
 """``ExerciseView``: an exercise done with the mouse — its task, Check, Hint, Show solution.
 
 Owns the exercise card of a notebook: the title and what must hold, an optional editor
-(the policy, Service or plain YAML editor) to change the lab without code, a Check button
+(the policy, Service or plain YAML editor) to change the lab without code, one text field
+per answer of a question exercise (``answer_fields``), a Check button
 that runs ``labkit.exercises.check(id, lab, strict=False)`` and shows the result (CSS
 classes ``labkit-check-passed`` / ``labkit-check-failed`` on the result box), hints one at
 a time, and the reference solution as text (never applied by the view). A check probes the
@@ -84,6 +85,12 @@ class ExerciseView(W.VBox):
         self.task = W.HTML(_task_html(self.exercise))
         set_classes(self.task, "labkit-exercise-task")
         self.editor = self._editor(editor)
+        # a question exercise (02-no-nat, 03-dns-names): one text field per answer
+        self.answer_fields = {a.key: W.Text(description=a.key, placeholder=a.text,
+                                            layout=W.Layout(width="38em"), style={"description_width": "16em"})
+                              for a in self.exercise.answers}
+        for key, field in self.answer_fields.items():
+            set_classes(field, "labkit-answer", f"labkit-answer-{key}")
         self.check_button = W.Button(description="Check", icon="check", button_style="success",
                                      tooltip=f'check("{exercise_id}", lab): probe the lab, judge each expectation')
         set_classes(self.check_button, "labkit-check-button")
@@ -106,6 +113,7 @@ class ExerciseView(W.VBox):
         children = [css_widget(), W.HTML(STYLE, layout=W.Layout(display="none")), self.task]
         if self.editor is not None:
             children.append(self.editor)
+        children += list(self.answer_fields.values())
         children += [buttons, self.result_box, self.hint_area, self.solution_area]
         super().__init__(children + ([self.errors] if own_errors else []))
         set_classes(self, "labkit-exercise")
@@ -183,9 +191,15 @@ class ExerciseView(W.VBox):
             return
         self._show(result, seconds)
 
+    @property
+    def answers(self) -> dict[str, str]:
+        """What the learner typed into the answer fields (empty ones left out)."""
+        return {k: f.value.strip() for k, f in self.answer_fields.items() if f.value.strip()}
+
     def _run_check(self) -> tuple[Any, float]:
         started = time.monotonic()
-        result = exercises.check(self.exercise.id, self.lab, strict=False)
+        answers = self.answers if self.answer_fields else None
+        result = exercises.check(self.exercise.id, self.lab, strict=False, answers=answers)
         return result, time.monotonic() - started
 
     def _show_running(self) -> None:

@@ -160,3 +160,23 @@ def test_the_service_and_yaml_editors_are_available_and_mark_results_stale(lab):
     assert "labkit-check-stale" in classes(view.result_box)
     assert view.check().passed and "labkit-check-passed" in classes(view.result_box)
     view.close()
+
+
+def test_a_question_exercise_has_one_field_per_answer_and_checks_what_was_typed():
+    with labkit.Lab("ex-view-q", backend="sim", nodes=2) as lab:
+        lab.apply(exercises.world("02-no-nat"))
+        card = ExerciseView("02-no-nat", lab)
+        try:
+            assert sorted(card.answer_fields) == ["a1_next_hop", "node_1_sends_b1_range_to", "source_seen_by_b1"]
+            first = card.check()
+            assert not first.passed and all("no answer yet" in o.detail for o in first.outcomes)
+            right = exercises.reference_answers("02-no-nat", lab)
+            card.answer_fields["source_seen_by_b1"].value = "198.18.0.1"  # node-1: the NAT guess
+            card.answer_fields["a1_next_hop"].value = right["a1_next_hop"]
+            card.answer_fields["node_1_sends_b1_range_to"].value = f" {right['node_1_sends_b1_range_to']} "
+            second = card.check()
+            assert second.progress == "2/3" and "node-1's address" in repr(second)
+            card.answer_fields["source_seen_by_b1"].value = right["source_seen_by_b1"]
+            assert card.check().passed and "labkit-check-passed" in card.result_box._dom_classes
+        finally:
+            card.close()
