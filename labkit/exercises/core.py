@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 from labkit.errors import LabkitError, NotFound
 from labkit.exercises.expect import Context, ExpectationResult, judge_all
-from labkit.exercises.visitors import Visitor, provided_policies, scenario_intact, selector_notes, visiting
+from labkit.exercises.visitors import (Visitor, provided_policies, scenario_intact, selector_notes, visiting,
+                                      world_intact)
 
 STRICT_ENV = "LABKIT_STRICT_CHECKS"
 SOLUTIONS_ENV = "LABKIT_APPLY_SOLUTIONS"
@@ -87,9 +88,12 @@ class CheckResult:
         done, total = self.score
         colour = "#1a7f37" if self.passed else "#9a6700"
         rows = []
+        fold = sum(not o.passed for o in self.outcomes) > 4  # many failures: details one click away
         for o in self.outcomes:
             detail = "" if o.passed else (
                 f"<div style='color:#57606a;margin-left:1.6em;white-space:pre-wrap'>{html.escape(o.detail)}</div>")
+            if detail and fold:
+                detail = f"<details style='margin-left:1.6em'><summary><small>what happened</small></summary>{detail}</details>"
             mark = "✅" if o.passed else "❌"
             rows.append(f"<li style='list-style:none'>{mark} {html.escape(o.text)}{detail}</li>")
         notes = "".join(f"<li style='list-style:none'>⚠️ {html.escape(n)}</li>" for n in self.notes)
@@ -169,6 +173,7 @@ class Exercise:
     lab_name: str = ""
     nodes: int = 1  # the nodes its notebook's lab has
     provided: str = ""  # YAML of the policies the notebook gave before the exercise (must stay)
+    keep_world: bool = False  # the task is policies only: the world's pods and Services must stay as they are
     visitors: tuple[Visitor, ...] = ()  # fresh pods the check creates and removes
     visitor_namespace_labels: tuple[tuple[str, str], ...] = (("team", "visitors"),)
 
@@ -187,13 +192,13 @@ def judge(exercise: Exercise, lab: Any, answers: Mapping[str, Any] | None = None
     notes = selector_notes(lab, set(provided))
     outcomes = []
     intact = scenario_intact(lab, provided)
+    world = world_intact(lab, exercise.world) if exercise.keep_world else None
     with visiting(lab, exercise.visitors, dict(exercise.visitor_namespace_labels)) as (refs, trouble):
         if trouble is not None:
             outcomes.append(trouble)
         ctx = Context(lab, refs, dict(answers or {}))
         outcomes += judge_all(exercise.expectations, ctx)
-    if intact is not None:
-        outcomes.append(intact)
+    outcomes += [o for o in (intact, world) if o is not None]
     return CheckResult(exercise.id, exercise.title, outcomes, bool(getattr(lab, "simulated", False)), notes)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from labkit.exercises.core import Exercise
-from labkit.exercises.expect import (Answer, EndpointsOf, KeepsReadiness, Localhost, PodShape, Reach, Serves,
-                                     is_ip)
+from labkit.exercises.expect import (Answer, EndpointsOf, KeepsReadiness, Localhost, PodsAnswer, PodShape, Reach,
+                                     Serves, address, is_ip)
 from labkit.exercises.visitors import NEW, Visitor
 from labkit.model import addressing
 
@@ -134,67 +134,67 @@ def _node_index(lab: Any, pod: str) -> int:
     return int(lab.cluster.node_of(pod).rsplit("-", 1)[1])
 
 
-def _seen_by_b1(lab: Any) -> str:
-    """The source address b1's server saw for a connection from a1 (observed where the probe reports it)."""
-    result = lab.probe("net/a1", "net/b1", port=80)
-    return getattr(result, "client_ip", None) or lab.pod_ip("net/a1")
+def _seen_by_a2(lab: Any) -> str:
+    """The source address a2's server saw for a connection from b1 (as the probe reports it)."""
+    result = lab.probe("net/b1", "net/a2", port=80)
+    return getattr(result, "client_ip", None) or lab.pod_ip("net/b1")
 
 
 def _judge_seen(lab: Any, value: Any) -> tuple[bool, str]:
-    seen, answer = _seen_by_b1(lab), str(value).strip()
+    seen, answer = _seen_by_a2(lab), address(value)
     if answer == seen:
-        return True, f"b1's server saw {seen}, a1's own pod IP: no NAT between pods"
-    if answer == addressing.node_ip(_node_index(lab, "net/a1")):
-        return False, "that is node-1's address: would the node rewrite the source? Probe and look at what b1 saw"
-    if answer == addressing.node_gateway(_node_index(lab, "net/a1")):
-        return False, "that is a1's gateway (cni0 on node-1): it forwards the packet, it does not rewrite it"
-    return False, "that is not the address b1's server saw (probe a1 -> b1 and read what the server reports)"
+        return True, f"a2's server saw {seen}, b1's own pod IP: no NAT between pods, even across nodes"
+    if answer == addressing.node_ip(_node_index(lab, "net/b1")):
+        return False, "that is node-2's address: would the node rewrite the source? Probe b1 -> a2 and look at what a2 saw"
+    if answer == addressing.node_gateway(_node_index(lab, "net/b1")):
+        return False, "that is b1's gateway (cni0 on node-2): it forwards the packet, it does not rewrite it"
+    return False, "that is not the address a2's server saw (probe b1 -> a2 and read what the server reports)"
 
 
 def _judge_gateway(lab: Any, value: Any) -> tuple[bool, str]:
-    gateway, answer = addressing.node_gateway(_node_index(lab, "net/a1")), str(value).strip()
+    gateway, answer = addressing.node_gateway(_node_index(lab, "net/b1")), address(value)
     if answer == gateway:
-        return True, f"a1's default route goes via {gateway}, cni0 on node-1"
-    if answer == lab.pod_ip("net/b1"):
-        return False, "a1 never sends to b1 directly: its eth0 is a /32 (look at `ip route` in a1)"
-    return False, "not a1's default gateway (run `ip route` in net/a1)"
+        return True, f"b1's default route goes via {gateway}, cni0 on node-2"
+    if answer == lab.pod_ip("net/a2"):
+        return False, "b1 never sends to a2 directly: its eth0 is a /32 (look at `ip route` in b1)"
+    return False, "not b1's default gateway (run `ip route` in net/b1)"
 
 
 def _judge_node(lab: Any, value: Any) -> tuple[bool, str]:
-    node, answer = addressing.node_ip(_node_index(lab, "net/b1")), str(value).strip()
+    node, answer = addressing.node_ip(_node_index(lab, "net/a2")), address(value)
+    cidr = addressing.node_pod_cidr(_node_index(lab, "net/a2"))
     if answer == node:
-        return True, f"node-1 routes b1's range to {node}, node-2's address on the node network"
-    if answer == lab.pod_ip("net/b1"):
-        return False, "node-1 routes a whole range (b1's node's /24), to the node that owns it: which address has it?"
-    return False, f"not the next hop node-1 uses for {addressing.node_pod_cidr(_node_index(lab, 'net/b1'))}"
+        return True, f"node-2 routes {cidr} to {node}, node-1's address on the node network"
+    if answer == lab.pod_ip("net/a2"):
+        return False, f"node-2 routes a whole range ({cidr}) to the node that owns it: which address has that node?"
+    return False, f"not the next hop node-2 uses for {cidr} (lab.exec_node('node-2', ['ip', 'route']))"
 
 
 NO_NAT = Exercise(
     id="02-no-nat",
-    title="Follow a packet from a1 to b1",
+    title="Follow a packet from b1 back to a2",
     notebook="02-pod-to-pod.ipynb",
     lab_name="p2p",
     nodes=2,
     world=P2P_WORLD,
     expectations=(
-        Answer("source_seen_by_b1", "the source address b1's server saw when a1 connected", _judge_seen,
-               _seen_by_b1),
-        Answer("a1_next_hop", "the first hop of a1's packet (a1's default gateway)", _judge_gateway,
-               lambda lab: addressing.node_gateway(_node_index(lab, "net/a1"))),
-        Answer("node_1_sends_b1_range_to", "the address node-1 forwards b1's pod range to", _judge_node,
-               lambda lab: addressing.node_ip(_node_index(lab, "net/b1"))),
+        Answer("source_seen_by_a2", "the source address a2's server saw when b1 connected", _judge_seen, _seen_by_a2),
+        Answer("b1_next_hop", "the first hop of b1's packet (b1's default gateway)", _judge_gateway,
+               lambda lab: addressing.node_gateway(_node_index(lab, "net/b1"))),
+        Answer("node_2_sends_a2_range_to", "the address node-2 forwards a2's pod range to", _judge_node,
+               lambda lab: addressing.node_ip(_node_index(lab, "net/a2"))),
     ),
     hints=(
-        "A probe's result says what the server saw: lab.probe('net/a1', 'net/b1', port=80).client_ip.",
-        "The first hop is in a1's own routing table: lab.exec('net/a1', ['ip', 'route']).",
-        "Node-1 knows which node owns each pod range: the route for 10.244.2.0/24 names node-2's address "
-        "(the explanation and the picture of this notebook show the nodes' addresses, 198.18.0.x).",
+        "A probe's result says what the server saw: lab.probe('net/b1', 'net/a2', port=80).client_ip.",
+        "The first hop is in b1's own routing table: lab.exec('net/b1', ['ip', 'route']).",
+        "Node-2 knows which node owns each pod range: lab.exec_node('node-2', ['ip', 'route']) shows the route "
+        "for a2's range (10.244.1.0/24) and the node address it goes to.",
     ),
     solution="""\
 answers = {
-    "source_seen_by_b1": lab.probe("net/a1", "net/b1", port=80).client_ip,  # a1's own pod IP: no NAT
-    "a1_next_hop": "10.244.1.1",                # `ip route` in a1: default via 10.244.1.1 (cni0, node-1)
-    "node_1_sends_b1_range_to": "198.18.0.2",   # node-1: 10.244.2.0/24 via 198.18.0.2 (node-2)
+    "source_seen_by_a2": lab.probe("net/b1", "net/a2", port=80).client_ip,  # b1's own pod IP: no NAT
+    "b1_next_hop": "10.244.2.1",                # `ip route` in b1: default via 10.244.2.1 (cni0, node-2)
+    "node_2_sends_a2_range_to": "198.18.0.1",   # node-2: 10.244.1.0/24 via 198.18.0.1 (node-1)
 }
 """,
 )
@@ -305,14 +305,19 @@ DEBUG_SERVICE = Exercise(
         EndpointsOf("store/orders", "store/orders", "orders' endpoints are exactly its pods, all ready"),
         EndpointsOf("store/search", "store/search", "search's endpoints are exactly its pods, all ready"),
         KeepsReadiness("store/search", "the search pods keep a readiness probe (fix it, do not delete it)"),
+        PodsAnswer("store/client", "store/catalog", 8080, "the catalog pods still serve on 8080"),
+        PodsAnswer("store/client", "store/orders", 8080, "the orders pods still serve on 8080 (fix the Service, "
+                   "not the app)"),
+        PodsAnswer("store/client", "store/search", 8080, "the search pods still serve on 8080"),
+        Serves("store/client", "web", 80, "store/catalog", "store's own web Service, which works, keeps working"),
     ),
     hints=(
         "Follow the 'Debug Services' steps for each Service: does it have endpoints (lab.endpoints('store/catalog'))? "
         "No endpoints at all means the selector matches no pod: compare it with the pods' labels.",
         "Endpoints there but the connection is refused: the Service sends traffic to a port nothing listens on. "
         "Compare the Service's targetPort with the containerPort the pods declare (a name like `http` is safest).",
-        "Endpoints listed as 'not ready': the pods run but fail their readinessProbe. Which port does the probe "
-        "check, and which port does the container serve? (lab.events tells you when readiness changes.)",
+        "Endpoints listed as 'not ready': the pods run but fail their readinessProbe. lab.readiness('store/search-…') "
+        "says why; which port does the probe check, and which port does the container serve?",
         "Fix the Services with lab.apply of corrected YAML (same names), and the search Deployment's "
         "readinessProbe port. Do not widen a selector to `tier: backend`: every backend would answer.",
     ),
@@ -367,7 +372,7 @@ def _reaches_shop_web(lab: Any, name: str) -> tuple[bool, str]:
 
 
 def _judge_short(lab: Any, value: Any) -> tuple[bool, str]:
-    name = str(value).strip().rstrip(".")
+    name = str(value).strip().rstrip(".").lower()  # DNS names are case-insensitive
     if is_ip(name):
         return False, "that is an address: give a DNS name (addresses change, names stay)"
     ok, detail = _reaches_shop_web(lab, name)
@@ -377,7 +382,7 @@ def _judge_short(lab: Any, value: Any) -> tuple[bool, str]:
 
 
 def _judge_full(lab: Any, value: Any) -> tuple[bool, str]:
-    name = str(value).strip().rstrip(".")
+    name = str(value).strip().rstrip(".").lower()
     if not name.endswith(f".svc.{addressing.CLUSTER_DOMAIN}"):
         return False, f"a fully qualified Service name ends with .svc.{addressing.CLUSTER_DOMAIN}"
     return _reaches_shop_web(lab, name)

@@ -10,7 +10,7 @@ notebook's starter ``default-deny``, so applying it replaces the learner's draft
 from __future__ import annotations
 
 from labkit.exercises.core import Exercise
-from labkit.exercises.expect import Reach
+from labkit.exercises.expect import Reach, WouldDrop
 from labkit.exercises.visitors import NEW, Visitor
 
 # ---------------------------------------------------------------------------------------------
@@ -73,6 +73,7 @@ THREE_TIER = Exercise(
     notebook="06-challenge.ipynb",
     lab_name="challenge",
     world=THREE_TIER_WORLD,
+    keep_world=True,
     visitors=(Visitor("@frontend-2", "shop", (("app", "frontend"), ("tier", "web"))),
               Visitor("@shop-pod", "shop"),
               Visitor("@guest-pod", "guest"),
@@ -104,6 +105,17 @@ THREE_TIER = Exercise(
               "the backend reaches the database, not any pod on 5432 (one in a new namespace)"),
         Reach("shop/frontend", "@outsider", 8080, False,
               "the frontend reaches the backend, not any pod on 8080"),
+        Reach("guest/intruder", "shop/frontend", 9113, False,
+              "the frontend's metrics port 9113 is closed to other namespaces (only port 80 is public)"),
+        Reach("shop/backend", "shop/frontend", 9113, False, "the frontend's metrics port 9113 is closed to the backend"),
+        Reach("shop/db", "@outsider", 53, False, "the database sends no DNS-port traffic anywhere but kube-dns",
+              "UDP"),
+        Reach("shop/frontend", "@outsider", 53, False, "the frontend sends no DNS-port traffic anywhere but kube-dns",
+              "UDP"),
+        WouldDrop("shop/backend", "198.51.100.7", 443, "the backend's 443 goes to the payment provider only: its "
+                  "policies would drop HTTPS to any other internet address (198.51.100.7; judged from the policies)"),
+        WouldDrop("shop/db", "8.8.8.8", 53, "the database sends nothing out, not even DNS to an outside resolver "
+                  "(8.8.8.8:53/UDP, judged from the policies)", "UDP"),
     ),
     hints=(
         "Begin with the starter policy `default-deny`: it selects every pod of shop for Ingress AND Egress. "

@@ -11,7 +11,7 @@ of the notebooks' starter policies, so applying one replaces the learner's draft
 from __future__ import annotations
 
 from labkit.exercises.core import Exercise
-from labkit.exercises.expect import Reach
+from labkit.exercises.expect import Reach, Resolves, WouldDrop
 from labkit.exercises.visitors import NEW, Visitor
 
 # ---------------------------------------------------------------------------------------------
@@ -128,12 +128,14 @@ DEV_SANDBOX = Exercise(
     lab_name="np1",
     world=NP1_WORLD,
     provided=NP1_PROVIDED,
+    keep_world=True,
     visitors=(Visitor("@dev-new", "dev", (("app", "newcomer"),)),
               Visitor("@prom-2", "monitoring", (("app", "prometheus"),)),
               Visitor("@exporter", "monitoring", (("app", "exporter"),)),
               Visitor("@shop-pod", "shop"),
               Visitor("@outsider", NEW),
               Visitor("@fake-prom", NEW, (("app", "prometheus"),))),
+    visitor_namespace_labels=(("team", "monitoring"),),  # a namespace that only claims to be monitoring
     expectations=(
         Reach("dev/tester", "dev/prometheus", 80, True, "pods in dev reach each other (tester -> prometheus on 80/TCP)"),
         Reach("dev/prometheus", "dev/tester", 8080, True,
@@ -149,7 +151,7 @@ DEV_SANDBOX = Exercise(
               "grafana, in monitoring but not prometheus, cannot reach dev/tester"),
         Reach("@exporter", "dev/tester", 80, False, "a new pod of monitoring that is not prometheus cannot reach dev/tester"),
         Reach("@fake-prom", "dev/tester", 80, False,
-              "a pod labelled app=prometheus in a new namespace cannot reach dev/tester (only monitoring's may)"),
+              "a prometheus in a new namespace that merely claims team=monitoring cannot reach dev/tester"),
         Reach("@outsider", "dev/prometheus", 80, False, "a pod in a new namespace cannot reach dev/prometheus on 80/TCP"),
         Reach("@outsider", "dev/tester", 5353, False, "a pod in a new namespace cannot reach dev/tester on 5353/UDP",
               "UDP"),
@@ -158,14 +160,26 @@ DEV_SANDBOX = Exercise(
         Reach("shop/api", "dev/prometheus", 80, False, "shop/api cannot reach dev/prometheus"),
         Reach("dev/tester", "monitoring/grafana", 80, True,
               "what leaves dev is untouched: dev/tester still reaches monitoring/grafana"),
+        Reach("@outsider", "@dev-new", 80, False, "a new pod of dev is fenced in too: a pod in a new namespace "
+              "cannot reach it"),
+        Reach("@outsider", "dev/prometheus", 8080, False, "a pod in a new namespace cannot reach dev/prometheus on "
+              "8080/TCP"),
+        Reach("@outsider", "dev/prometheus", 5353, False, "a pod in a new namespace cannot reach dev/prometheus on "
+              "5353/UDP", "UDP"),
+        Reach("dev/tester", "@outsider", 80, True, "what leaves dev is untouched: dev/tester reaches a pod in a "
+              "new namespace"),
+        Resolves("dev/tester", "kube-dns.kube-system", "what leaves dev is untouched: its DNS lookups work"),
+        Reach("dev/tester", "203.0.113.10", 443, True, "what leaves dev is untouched: the internet"),
     ),
     hints=(
         "Everything happens in namespace dev: one NetworkPolicy in dev that selects every pod there "
         "(podSelector: {}) and lists what may come in.",
         "An empty podSelector inside `from` (with no namespaceSelector) means 'every pod of the policy's "
         "own namespace'. That is the first peer you need.",
-        "The scraper must be in a namespace labelled team=monitoring AND be labelled app=prometheus: put "
-        "namespaceSelector and podSelector in the SAME list item (one dash), not in two.",
+        "The scraper must be in the namespace monitoring AND be labelled app=prometheus: put namespaceSelector "
+        "and podSelector in the SAME list item (one dash), not in two.",
+        "Anyone can label a namespace team=monitoring (Step 3 showed it): select the namespace by the label the "
+        "API server sets and nobody can change, kubernetes.io/metadata.name: monitoring.",
     ),
     solution="""\
 apiVersion: networking.k8s.io/v1
@@ -179,8 +193,8 @@ spec:
   ingress:
   - from:
     - podSelector: {}        # any pod of dev itself
-    - namespaceSelector:     # ... or: in a namespace labelled team=monitoring
-        matchLabels: {team: monitoring}
+    - namespaceSelector:     # ... or: in the namespace monitoring (a label nobody can fake)
+        matchLabels: {kubernetes.io/metadata.name: monitoring}
       podSelector:           #     AND labelled app=prometheus (same list item)
         matchLabels: {app: prometheus}
 """,
@@ -362,6 +376,7 @@ WORKER_EGRESS = Exercise(
     lab_name="np2",
     world=NP2_WORLD,
     provided=NP2_PROVIDED,
+    keep_world=True,
     visitors=(Visitor("@worker-2", "shop", (("app", "worker"),)),
               Visitor("@shop-pod", "shop"),
               Visitor("@outsider", NEW)),
@@ -386,6 +401,20 @@ WORKER_EGRESS = Exercise(
               "the worker sends DNS queries to kube-dns only, not to a pod in a new namespace", "UDP"),
         Reach("@shop-pod", "@outsider", 80, True,
               "other pods of shop keep their egress: a new pod of shop reaches a pod in a new namespace"),
+        Reach("shop/worker", "shop/api", 8080, True, "the worker reaches every api pod: api on its http-api 8080"),
+        Reach("shop/worker", "shop/api-v2", 8081, True, "the worker reaches every api pod: api-v2 on its http-api "
+              "8081"),
+        Reach("@worker-2", "shop/api-v2", 8081, True, "a second worker pod reaches api-v2 on 8081 too"),
+        Reach("shop/worker", "@shop-pod", 8080, False, "the worker reaches the api pods only, not a new pod of shop "
+              "on 8080"),
+        Reach("@shop-pod", "shop/api", 8080, False, "the api stays closed to the other pods of shop (api-from-web "
+              "still decides)"),
+        Reach("@outsider", "shop/api-v2", 8081, False, "the api stays closed to other namespaces"),
+        WouldDrop("shop/worker", "198.51.100.7", 443, "the worker's 443 goes to the storage host only: its policies "
+                  "would drop HTTPS to any other internet address (198.51.100.7; no host answers there, so this is "
+                  "judged from the policies)"),
+        WouldDrop("shop/worker", "203.0.113.99", 443, "... not even to a neighbour of the storage host "
+                  "(203.0.113.99:443, judged from the policies)"),
     ),
     hints=(
         "Start from the draft: a policy selecting app=worker with policyTypes [Egress] denies all its egress. "

@@ -226,8 +226,80 @@ class Localhost:
         where = f"in {self.pod}, container {self.container}: curl localhost:{self.port}"
         if result.exit_code == 0 and self.pod in result.output:
             return ExpectationResult(self.text, True, f"{where}: {result.output.strip()}")
+        said = [line for line in result.output.splitlines() if line.strip() and not line.startswith("# simulated")]
+        why = {7: "connection refused: nothing listens on that port in this pod"}.get(result.exit_code)
         return ExpectationResult(self.text, False, f"{where} failed (exit {result.exit_code}): "
-                                 f"{result.output.strip()[:200] or 'no answer'}")
+                                 f"{why or ' '.join(said)[:200] or 'no answer'}")
+
+
+@dataclass(frozen=True)
+class Resolves:
+    """From ``pod``, ``nslookup name`` answers (its DNS queries reach kube-dns and come back)."""
+
+    pod: str
+    name: str
+    text: str
+
+    def judge(self, ctx: Context) -> ExpectationResult:
+        try:
+            result = ctx.lab.exec(ctx.ref(self.pod), ["nslookup", "-timeout=1", "-retry=1", self.name])
+        except LabkitError as exc:
+            return ExpectationResult(self.text, False, _missing(exc))
+        said = " ".join(line.strip() for line in result.output.splitlines()
+                        if line.strip() and not line.startswith("# simulated"))
+        where = f"in {self.pod}: nslookup {self.name}"
+        if result.exit_code == 0:
+            return ExpectationResult(self.text, True, f"{where}: answered")
+        return ExpectationResult(self.text, False, f"{where} failed (exit {result.exit_code}): {said[:200]}")
+
+
+@dataclass(frozen=True)
+class PodsAnswer:
+    """Every pod of Deployment ``owner`` answers ``src`` on ``port`` (the app still serves where it did)."""
+
+    src: str
+    owner: str
+    port: int
+    text: str
+
+    def judge(self, ctx: Context) -> ExpectationResult:
+        pods = _owned_pods(ctx.lab, self.owner)
+        if not pods:
+            return ExpectationResult(self.text, False, f"Deployment {self.owner} has no pods: keep its replicas")
+        try:
+            results = ctx.lab.probe_many([(ctx.ref(self.src), pod, self.port, "TCP") for pod in pods])
+        except LabkitError as exc:
+            return ExpectationResult(self.text, False, _missing(exc))
+        silent = [f"{pod} ({r.error})" for pod, r in zip(pods, results) if not r.ok]
+        if silent:
+            return ExpectationResult(self.text, False, f"not answering on {self.port}: {', '.join(silent)}: other "
+                                     "clients use that port; fix the Service or the probe, not the app")
+        return ExpectationResult(self.text, True, f"{len(pods)} pods answer on {self.port}")
+
+
+@dataclass(frozen=True)
+class WouldDrop:
+    """``src``'s egress policies drop a connection to ``ip`` on ``port``: an address outside the lab where no
+    host answers, so no probe can show it; judged by labkit's policy semantics (the same the kernel rules are
+    rendered from, and that the conformance suite holds to the upstream e2e behaviour)."""
+
+    src: str
+    ip: str
+    port: int
+    text: str
+    protocol: str = "TCP"
+
+    def judge(self, ctx: Context) -> ExpectationResult:
+        from labkit.semantics import policy as pol  # noqa: PLC0415 - the policy semantics, read-only
+        pod = ctx.lab.cluster.pods.get(ctx.ref(self.src))
+        if pod is None:
+            return ExpectationResult(self.text, False, f"there is no pod {self.src}: run the cells that create "
+                                     "this exercise's objects first")
+        decision = pol.egress(ctx.lab.cluster, pod, None, self.ip, self.port, self.protocol)
+        where = f"{self.src} -> {self.ip}:{self.port}/{self.protocol}"
+        if decision.allowed:
+            return ExpectationResult(self.text, False, f"{where} would be allowed: {decision.reason}")
+        return ExpectationResult(self.text, True, f"{where} would be dropped: {decision.reason}")
 
 
 @dataclass(frozen=True)
@@ -251,6 +323,12 @@ class Answer:
         return ExpectationResult(self.text, passed, f"your answer {ctx.answers[self.key]!r}: {detail}")
 
 
+def address(value: Any) -> str:
+    """An answer as an address: blanks and a ``/32`` (as ``ip addr`` prints it) taken off."""
+    text = str(value).strip()
+    return text[:-3] if text.endswith("/32") else text
+
+
 def is_ip(value: Any) -> bool:
     try:
         ipaddress.ip_address(str(value).strip())
@@ -261,7 +339,9 @@ def is_ip(value: Any) -> bool:
 
 def judge_all(expectations: tuple[Any, ...], ctx: Context, timeout: float = 1.0) -> list[ExpectationResult]:
     """Judge every expectation, in order; the ``Reach`` ones are probed all at once."""
-    reaches = [e for e in expectations if isinstance(e, Reach)]
+    unplaced = {id(e) for e in expectations if isinstance(e, Reach)
+                and any(r.startswith("@") and r not in ctx.visitors for r in (e.src, e.dst))}
+    reaches = [e for e in expectations if isinstance(e, Reach) and id(e) not in unplaced]
     probed: dict[int, Any] = {}
     if reaches:
         try:
@@ -271,7 +351,11 @@ def judge_all(expectations: tuple[Any, ...], ctx: Context, timeout: float = 1.0)
             probed = {}
     outcomes = []
     for e in expectations:
-        if not isinstance(e, Reach):
+        if id(e) in unplaced:
+            outcomes.append(ExpectationResult(e.text, False, "the check could not place its own pod there: its "
+                                              "namespace is missing; run the cells that create this exercise's "
+                                              "objects first"))
+        elif not isinstance(e, Reach):
             outcomes.append(e.judge(ctx))
         elif id(e) in probed:
             outcomes.append(e.judge_result(ctx, probed[id(e)]))

@@ -9,6 +9,7 @@ the notes on the learner's own policies whose selectors match no pod or namespac
 """
 from __future__ import annotations
 
+import random
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -16,11 +17,12 @@ from typing import Any, Iterator
 from labkit.errors import LabkitError
 from labkit.exercises.expect import ExpectationResult
 from labkit.model.manifests import parse
-from labkit.model.objects import LabelSelector, NetworkPolicy
+from labkit.model.objects import LabelSelector, NetworkPolicy, Pod, Service
 
 NEW = ""  # Visitor.namespace for "a namespace created for the check"
-VISITOR_NAMESPACE = "check-visitors"
+VISITOR_NAMESPACE = "check-visitors"  # the new namespace is this plus a random suffix, new at every check
 VISITOR_PREFIX = "check-"
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' alphabet for generated names
 # Every visitor serves the ports the course's tasks talk about, so a too-wide rule shows.
 VISITOR_PORTS = ({"containerPort": 80, "name": "http"}, {"containerPort": 443, "name": "https"},
                  {"containerPort": 8080, "name": "http-api"}, {"containerPort": 5432, "name": "postgres"},
@@ -39,9 +41,12 @@ class Visitor:
     def pod_name(self) -> str:
         return VISITOR_PREFIX + self.name.lstrip("@")
 
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace or VISITOR_NAMESPACE}/{self.pod_name}"
+    def ref(self, new_namespace: str) -> str:
+        return f"{self.namespace or new_namespace}/{self.pod_name}"
+
+
+def is_visitor_namespace(name: str) -> bool:
+    return name.startswith(VISITOR_NAMESPACE + "-")
 
 
 @contextmanager
@@ -53,18 +58,20 @@ def visiting(lab: Any, visitors: tuple[Visitor, ...],
         yield {}, None
         return
     try:
-        _remove(lab)  # what an interrupted earlier check left
+        _remove(lab, visitors)  # what an interrupted earlier check left
     except LabkitError as exc:
         yield {}, ExpectationResult("the check's own fresh pods could be created", False, f"could not test it: {exc}")
         return
     present = [v for v in visitors if v.namespace == NEW or v.namespace in lab.cluster.namespaces]
+    # a new name every time: a policy cannot single out the check's namespace by its name
+    new_namespace = f"{VISITOR_NAMESPACE}-{''.join(random.choice(_SAFE) for _ in range(5))}"
     docs: list[dict] = []
     if any(v.namespace == NEW for v in present):
         docs.append({"apiVersion": "v1", "kind": "Namespace",
-                     "metadata": {"name": VISITOR_NAMESPACE, "labels": dict(namespace_labels)}})
+                     "metadata": {"name": new_namespace, "labels": dict(namespace_labels)}})
     for v in present:
         docs.append({"apiVersion": "v1", "kind": "Pod",
-                     "metadata": {"name": v.pod_name, "namespace": v.namespace or VISITOR_NAMESPACE,
+                     "metadata": {"name": v.pod_name, "namespace": v.namespace or new_namespace,
                                   "labels": dict(v.labels)},
                      "spec": {"containers": [{"name": "app", "ports": [dict(p) for p in VISITOR_PORTS]}]}})
     try:
@@ -76,18 +83,19 @@ def visiting(lab: Any, visitors: tuple[Visitor, ...],
                                         f"{exc}\n  (the check adds {len(present)} pods for a moment: make room, "
                                         "e.g. delete pods you no longer need)")
             return
-        yield {v.name: v.ref for v in present}, None
+        yield {v.name: v.ref(new_namespace) for v in present}, None
     finally:
-        _remove(lab)
+        _remove(lab, visitors)
 
 
-def _remove(lab: Any) -> None:
-    if VISITOR_NAMESPACE in lab.cluster.namespaces:
-        lab.delete("namespace", VISITOR_NAMESPACE, "")
-    for ref in [r for r in lab.cluster.pods if r.split("/", 1)[1].startswith(VISITOR_PREFIX)
-                and lab.cluster.pods[r].owner is None]:
-        namespace, name = ref.split("/", 1)
-        lab.delete("pod", name, namespace)
+def _remove(lab: Any, visitors: tuple[Visitor, ...]) -> None:
+    """Delete the check's namespaces and, in the exercise's namespaces, exactly the check's pods."""
+    for name in [n for n in lab.cluster.namespaces if is_visitor_namespace(n)]:
+        lab.delete("namespace", name, "")
+    for v in visitors:
+        pod = lab.cluster.pods.get(f"{v.namespace}/{v.pod_name}") if v.namespace else None
+        if pod is not None and pod.owner is None:
+            lab.delete("pod", v.pod_name, v.namespace)
 
 
 def provided_policies(text: str) -> dict[str, NetworkPolicy]:
@@ -108,6 +116,24 @@ def scenario_intact(lab: Any, provided: dict[str, NetworkPolicy]) -> Expectation
     lines += [f"{ref} was changed: apply the notebook's version again and put your rules in a policy of your own"
               for ref in changed]
     return ExpectationResult(text, False, "\n".join(lines))
+
+
+def world_intact(lab: Any, world: str) -> ExpectationResult:
+    """One outcome: the world's pods (name, labels, ports) and Services (selector, ports) are as it made them."""
+    text = "the scenario's pods and Services are as the notebook made them (the task is policies only)"
+    problems = []
+    for obj in parse(world):
+        if isinstance(obj, Pod):
+            live = lab.cluster.pods.get(obj.ref)
+            if live is None:
+                problems.append(f"pod {obj.ref} is gone: run the notebook's cell that creates it again")
+            elif (live.labels, live.spec.ports()) != (obj.labels, obj.spec.ports()):
+                problems.append(f"pod {obj.ref} was relabelled or changed: apply the notebook's version again")
+        elif isinstance(obj, Service):
+            live = lab.cluster.services.get(obj.ref)
+            if live is None or (live.selector, live.ports) != (obj.selector, obj.ports):
+                problems.append(f"Service {obj.ref} was deleted or changed: apply the notebook's version again")
+    return ExpectationResult(text, not problems, "\n".join(problems) or "unchanged")
 
 
 def _same(live: NetworkPolicy, given: NetworkPolicy) -> bool:
@@ -158,7 +184,7 @@ def _matches_nothing(cluster: Any, policy: NetworkPolicy, peer: Any) -> bool:
         return False
     if peer.namespace_selector is not None:
         namespaces = [n for n, ns in cluster.namespaces.items() if peer.namespace_selector.matches(ns.labels)
-                      and n != VISITOR_NAMESPACE]
+                      and not is_visitor_namespace(n)]
     else:
         namespaces = [policy.namespace]
     selector = peer.pod_selector or LabelSelector()

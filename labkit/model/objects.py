@@ -92,6 +92,7 @@ class Container:
     readiness_probe: ReadinessProbe | None = None
     env: tuple[tuple[str, str], ...] = ()
     cap_drop: tuple[str, ...] = ()  # securityContext.capabilities.drop (honoured)
+    serves: bool | None = None  # its own command serves its ports (the DNS pod); None: only labkit's server does
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,14 @@ class PodSpec:
     node_name: str | None = None
 
     def ports(self) -> tuple[ContainerPort, ...]:
+        """Every declared containerPort (what named ports, Services and policies resolve against)."""
         return tuple(p for c in self.containers for p in c.ports)
+
+    def served_ports(self) -> tuple[ContainerPort, ...]:
+        """The ports something listens on: labkit's server serves the declared ports of a container that
+        runs it; a container with its own ``command``/``args`` (``sleep infinity``) serves nothing."""
+        return tuple(p for c in self.containers
+                     if (c.serves if c.serves is not None else not (c.command or c.args)) for p in c.ports)
 
 
 @dataclass(frozen=True)

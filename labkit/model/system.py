@@ -21,7 +21,7 @@ SYSTEM_OBJECTS = {("Pod", "kube-system/coredns"), ("Service", "kube-system/kube-
 
 
 def dns_pod() -> Pod:
-    container = Container("coredns", command=DNS_COMMAND,
+    container = Container("coredns", command=DNS_COMMAND, serves=True,
                           ports=(ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp")))
     return Pod("kube-system", "coredns", dict(DNS_LABELS), PodSpec((container,), addr.node_name(1)))
 

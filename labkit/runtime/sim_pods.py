@@ -80,7 +80,7 @@ class Prober:
             if port is None:
                 ok, code, detail = False, 1, f"no container port named {probe.port}"
             else:
-                ok = any(p.container_port == port and p.protocol == "TCP" for p in pod.spec.ports())
+                ok = any(p.container_port == port and p.protocol == "TCP" for p in pod.spec.served_ports())
                 code = 0 if ok else (1 if probe.kind == "tcpSocket" else 7)
                 detail = "" if ok else f"nothing listens on {cluster.pod_ips[pod.ref]}:{port}"
         return ok, f"{probe.kind} probe of {container.name}: " + (

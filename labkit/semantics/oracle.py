@@ -347,7 +347,7 @@ def _to_internet(cluster: Cluster, source: Pod, ip: str, port: int, protocol: st
 
 
 def _serves(pod: Pod, port: int, protocol: str) -> bool:
-    return any(p.container_port == port and p.protocol == protocol for p in pod.spec.ports())
+    return any(p.container_port == port and p.protocol == protocol for p in pod.spec.served_ports())
 
 
 def to_pod(cluster: Cluster, source: Pod, target: Pod, port: int, protocol: str) -> Outcome:

@@ -76,7 +76,7 @@ class _Index:
 def listening(cluster: Cluster, pods: list[str], port: int, protocol: str) -> int:
     bits = 0
     for i, ref in enumerate(pods):
-        if any(p.container_port == port and p.protocol == protocol for p in cluster.pods[ref].spec.ports()):
+        if any(p.container_port == port and p.protocol == protocol for p in cluster.pods[ref].spec.served_ports()):
             bits |= 1 << i
     return bits
 

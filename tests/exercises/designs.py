@@ -48,8 +48,9 @@ def sandbox(peers: str, namespace: str = "dev", ports: str = "") -> str:
 
 RIGHT_PEERS = """\
 - podSelector: {}
-- namespaceSelector: {matchLabels: {team: monitoring}}
+- namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
   podSelector: {matchLabels: {app: prometheus}}"""
+TEAM_PEERS = RIGHT_PEERS.replace("kubernetes.io/metadata.name: monitoring", "team: monitoring")  # anyone can set it
 
 DEV_SANDBOX = [
     Design("no policy at all", ()),
@@ -66,17 +67,20 @@ DEV_SANDBOX = [
            (sandbox("- podSelector: {}\n- namespaceSelector: {}\n  podSelector: {matchLabels: {app: prometheus}}"),)),
     Design("too-narrow ports: only 80 within dev", (sandbox(RIGHT_PEERS, ports="[{port: 80}]"),)),
     Design("the right policy in the wrong namespace", (sandbox(RIGHT_PEERS, namespace="monitoring"),)),
-    Design("a typo in a selector", (sandbox("- podSelector: {}\n- namespaceSelector: {matchLabels: {team: monitoring}}\n"
+    Design("a typo in a selector", (sandbox("- podSelector: {}\n- namespaceSelector: {matchLabels: "
+                                            "{kubernetes.io/metadata.name: monitoring}}\n"
                                             "  podSelector: {matchLabels: {app: promethues}}"),),
            note="matches no pod"),
     Design("egress instead of ingress", (policy("dev", "dev-sandbox", "podSelector: {}\npolicyTypes: [Egress]\n"
                                                 "egress:\n- to:\n  - podSelector: {}"),)),
     Design("deleting a policy the scenario gave", (exercises.solution("04-dev-sandbox"),
                                                    ("delete", "networkpolicy", "web-from-monitoring", "shop"))),
+    Design("the spoofable team label (any namespace labelled team=monitoring gets in)", (sandbox(TEAM_PEERS),)),
     Design("the reference solution", (exercises.solution("04-dev-sandbox"),), right=True),
-    Design("alternative: the namespace's name label instead of team",
-           (sandbox("- podSelector: {}\n- namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}\n"
-                    "  podSelector: {matchLabels: {app: prometheus}}"),), right=True),
+    Design("alternative: matchExpressions on the namespace's name",
+           (sandbox("- podSelector: {}\n- namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, "
+                    "operator: In, values: [monitoring]}]}\n  podSelector: {matchLabels: {app: prometheus}}"),),
+           right=True),
 ]
 
 # --------------------------------------------------------------------------------- 05
@@ -214,16 +218,16 @@ DEBUG_SERVICE = [
 ]
 
 # --------------------------------------------------------------------------------- questions
+RIGHT_02 = {"source_seen_by_a2": "10.244.2.2", "b1_next_hop": "10.244.2.1", "node_2_sends_a2_range_to": "198.18.0.1"}
 NO_NAT = [
     Design("no answers", ()),
-    Design("node-1's address as the source", (), answers={"source_seen_by_b1": "198.18.0.1", "a1_next_hop": "10.244.1.1",
-                                                         "node_1_sends_b1_range_to": "198.18.0.2"}, note="node-1's address"),
-    Design("b1 as a1's next hop", (), answers={"source_seen_by_b1": "10.244.1.3", "a1_next_hop": "10.244.2.2",
-                                              "node_1_sends_b1_range_to": "198.18.0.2"}),
-    Design("b1's IP as node-1's next hop", (), answers={"source_seen_by_b1": "10.244.1.3", "a1_next_hop": "10.244.1.1",
-                                                       "node_1_sends_b1_range_to": "10.244.2.2"}),
-    Design("the right answers", (), right=True, answers={"source_seen_by_b1": "10.244.1.3", "a1_next_hop": "10.244.1.1",
-                                                        "node_1_sends_b1_range_to": "198.18.0.2"}),
+    Design("node-2's address as the source", (), answers={**RIGHT_02, "source_seen_by_a2": "198.18.0.2"},
+           note="node-2's address"),
+    Design("b1's gateway as the source", (), answers={**RIGHT_02, "source_seen_by_a2": "10.244.2.1"}, note="gateway"),
+    Design("a2 as b1's next hop", (), answers={**RIGHT_02, "b1_next_hop": "10.244.1.4"}),
+    Design("a2's IP as node-2's next hop", (), answers={**RIGHT_02, "node_2_sends_a2_range_to": "10.244.1.4"},
+           note="whole range"),
+    Design("the right answers", (), right=True, answers=RIGHT_02),
 ]
 DNS_NAMES = [
     Design("the short name web (store's own web answers)", (),

@@ -167,16 +167,16 @@ def test_a_question_exercise_has_one_field_per_answer_and_checks_what_was_typed(
         lab.apply(exercises.world("02-no-nat"))
         card = ExerciseView("02-no-nat", lab)
         try:
-            assert sorted(card.answer_fields) == ["a1_next_hop", "node_1_sends_b1_range_to", "source_seen_by_b1"]
+            assert sorted(card.answer_fields) == ["b1_next_hop", "node_2_sends_a2_range_to", "source_seen_by_a2"]
             first = card.check()
             assert not first.passed and all("no answer yet" in o.detail for o in first.outcomes)
             right = exercises.reference_answers("02-no-nat", lab)
-            card.answer_fields["source_seen_by_b1"].value = "198.18.0.1"  # node-1: the NAT guess
-            card.answer_fields["a1_next_hop"].value = right["a1_next_hop"]
-            card.answer_fields["node_1_sends_b1_range_to"].value = f" {right['node_1_sends_b1_range_to']} "
+            card.answer_fields["source_seen_by_a2"].value = "198.18.0.2"  # node-2: the NAT guess
+            card.answer_fields["b1_next_hop"].value = right["b1_next_hop"]
+            card.answer_fields["node_2_sends_a2_range_to"].value = f" {right['node_2_sends_a2_range_to']} "
             second = card.check()
-            assert second.progress == "2/3" and "node-1's address" in repr(second)
-            card.answer_fields["source_seen_by_b1"].value = right["source_seen_by_b1"]
+            assert second.progress == "2/3" and "node-2's address" in repr(second)
+            card.answer_fields["source_seen_by_a2"].value = right["source_seen_by_a2"]
             assert card.check().passed and "labkit-check-passed" in card.result_box._dom_classes
         finally:
             card.close()
