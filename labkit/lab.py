@@ -9,14 +9,16 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 import warnings
 import weakref
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 from labkit.connection import Connection
-from labkit.lab_values import Changes, Endpoints
-from labkit.dataplane import svc_trace
+from labkit.lab_values import Changes, Endpoints, Samples
+from labkit.lab_watch import ReadinessWatch
+from labkit.dataplane import rules_view, svc_trace
 from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
 from labkit.model import fields
 from labkit.model.cluster import Cluster, pod_ref
@@ -37,7 +39,7 @@ class LabkitNotice(UserWarning):
     """Shown once when ``backend="auto"`` falls back to the simulated backend."""
 
 
-class Lab:
+class Lab(ReadinessWatch):
     """A small Kubernetes-like cluster to experiment with. Use it as a context manager.
 
     Args:
@@ -191,8 +193,7 @@ class Lab:
             raise LabkitError(f"lab {self.name!r} is closed: create a new Lab")
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self.cluster.pods)} pods, {len(self.cluster.services)} " \
-            f"services, {len(self.cluster.policies)} policies"
+        state = "closed" if self._closed else _counts(self.cluster)
         sim = " (SIMULATED)" if self.simulated else ""
         head = first_line(self.notice) + "\n" if self.simulated else ""
         return f"{head}<Lab {self.name!r} on {self.backend_name}{sim}, {self.cluster.node_count} node(s): {state}>"
@@ -217,40 +218,6 @@ class Lab:
             self._ensure_watcher()
             return changes
 
-    # ------------------------------------------------------------ readiness
-    def _probed(self) -> list[tuple[str, int]]:
-        return [(ref, c.readiness_probe.period_seconds) for ref, p in self.cluster.pods.items()
-                for c in p.spec.containers if c.readiness_probe is not None]
-
-    def _refresh_readiness(self) -> None:
-        """Run every readiness probe once; if endpoints change, the runtime enforces them before returning."""
-        if not self._probed():
-            return
-        found = self._runtime.refresh_readiness()
-        self.events.extend(found.events)
-        if found.not_ready != self.cluster.not_ready:
-            self.cluster = self.cluster.with_readiness(found.not_ready)
-
-    def _ensure_watcher(self) -> None:
-        # on sim too: its probes are judged from the containers' modelled files, every period
-        if self._watcher is None and self._probed():
-            self._watcher = threading.Thread(target=self._watch, name=f"labkit-readiness-{self.name}", daemon=True)
-            self._watcher.start()
-
-    def _watch(self) -> None:
-        while True:
-            probed = self._probed()
-            if self._stop.wait(max(1, min((p for _, p in probed), default=5))):
-                return
-            try:
-                with self._lock:
-                    if self._closed:
-                        return
-                    self._refresh_readiness()
-            except Exception as exc:  # a background error must never vanish: keep it for the learner
-                log.warning("lab %s: readiness check failed: %s", self.name, exc)
-                self.events.append(f"readiness check failed: {exc}")
-
     def readiness(self, pod: str) -> str:
         """What the last readiness probe of ``pod`` said (e.g. "httpGet probe of app: failed (exit 22)")."""
         self._check_open()
@@ -264,6 +231,14 @@ class Lab:
             raise NotFound(f"Service {ref!r} not found")
         svc_obj = self.cluster.services[ref]
         return Endpoints(ref, [e for p in svc_obj.ports for e in services.endpoints(self.cluster, svc_obj, p)])
+
+    def wait_for_endpoints(self, service: str, ready: int, timeout: float = 20.0) -> "Endpoints":
+        """The Service's endpoints once exactly ``ready`` of them are ready (readiness is probed about
+        once a period), or as they are after ``timeout`` seconds — look at them either way."""
+        deadline = time.monotonic() + timeout
+        while len((found := self.endpoints(service)).ready) != ready and time.monotonic() < deadline:
+            self._stop.wait(0.25)
+        return found
 
     def connect(self, src: str, dst: str, port: int = 80, timeout: float = 1.0) -> Connection:
         """Open one TCP connection from pod ``src`` to ``dst`` (pod ref or IP) and keep it open.
@@ -303,7 +278,10 @@ class Lab:
         return self._change({"op": "apply", "documents": load_documents(source)})
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> Changes:
-        """Delete one object (``kind`` like kubectl: ``networkpolicy``, ``netpol``, ``pod``, ...)."""
+        """Delete one object (``kind`` like kubectl: ``networkpolicy``, ``netpol``, ``pod``, ...); ``name``
+        may be ``"ns/name"`` as ``lab.pods`` lists it."""
+        if isinstance(name, str) and "/" in name and namespace == "default":
+            namespace, name = name.split("/", 1)
         return self._change({"op": "delete", "kind": kind, "name": name, "namespace": namespace})
 
     def label(self, kind: str, ref: str, labels: Mapping[str, str | None]) -> Changes:
@@ -341,9 +319,9 @@ class Lab:
         return self.sample(src, dst, port, protocol, count=1, timeout=timeout)[0]
 
     def sample(self, src: str, dst: str, port: int = 80, protocol: str = "TCP", count: int = 20,
-               timeout: float = 1.0) -> list[ProbeResult]:
+               timeout: float = 1.0) -> Samples:
         """``count`` connection attempts at once from ``src`` to ``dst``: e.g. how a Service spreads
-        its clients over endpoints (``collections.Counter(r.answered_by for r in ...)``)."""
+        its clients over endpoints (``.tally()`` counts who answered)."""
         self._check_open()
         fields.port_number(port, "port")
         fields.protocol(protocol, "protocol")
@@ -355,7 +333,7 @@ class Lab:
         with self._lock:
             results = self._runtime.probe([ProbeRequest(src, dst, port, protocol)] * count, timeout)
             expected = oracle.explain(self.cluster, src, dst, port, protocol)
-        return [replace(r, dst=dst, may_answer=tuple(expected.may_answer)) for r in results]
+        return Samples(replace(r, dst=dst, may_answer=tuple(expected.may_answer)) for r in results)
 
     def get(self, kind: str, namespace: str | None = None) -> Any:
         """Like ``kubectl get pods|services|networkpolicies [-n NAMESPACE] --show-labels``: a table value."""
@@ -449,11 +427,14 @@ class Lab:
         port)}``), delete the variant again; a table beside the learner's ``predictions`` (``probe.compare``)."""
         return compare_variants.run(self, variants, probes, predictions, timeout)
 
-    def rules(self) -> str:
-        """The nftables ruleset in force in the lab's nodes."""
+    def rules(self, table: str | list[str] | None = None) -> str:
+        """The nftables ruleset in force in the lab's nodes; ``table`` keeps only that table (or those),
+        e.g. ``lab.rules("ip labkit-svc")`` for the Services (``"labkit-svc"`` also works)."""
         self._check_open()
+        wanted = None if table is None else rules_view.resolve(table)
         with self._lock:
-            return self._runtime.rules()
+            text = self._runtime.rules()
+        return text if wanted is None else rules_view.select(text, wanted)
 
     def exec_node(self, node: str, argv: list[str]) -> ExecResult:
         """A read-only view of ``node`` ("node-1"): ``["ip", "route"]``, ``["ip", "addr", "show", "cni0"]``,
@@ -473,6 +454,14 @@ class Lab:
         result = self.probe(src, ip, port, protocol)
         with self._lock:
             return svc_trace.trace(self.cluster, self.rules(), src, ip, port, protocol, result)
+
+
+def _counts(cluster: Cluster) -> str:
+    """"3 pods, 1 Service, 0 NetworkPolicies": the learner's objects (the cluster DNS is not counted)."""
+    mine = [len(cluster.user_pods()), sum(not r.startswith("kube-system/") for r in cluster.services),
+            sum(not r.startswith("kube-system/") for r in cluster.policies)]
+    words = (("pod", "pods"), ("Service", "Services"), ("NetworkPolicy", "NetworkPolicies"))
+    return ", ".join(f"{n} {w[n != 1]}" for n, w in zip(mine, words))
 
 
 def _close_all(runtime: LabRuntime, backend: Backend | None) -> None:

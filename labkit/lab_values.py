@@ -1,11 +1,14 @@
 """The plain values ``Lab`` returns for changes and endpoints, with kubectl-like reprs.
 
-Owns ``Changes`` (what an apply/delete/label did) and ``Endpoints`` (a Service's endpoints,
-ready or not); they import nothing of labkit, so any layer may build them.
+Owns ``Changes`` (what an apply/delete/label did), ``Endpoints`` (a Service's endpoints,
+ready or not, by address) and ``Samples`` (the attempts of ``lab.sample``, with a tally of who
+answered); they import nothing of labkit, so any layer may build them.
 """
 from __future__ import annotations
 
 import html
+from collections import Counter
+from typing import Any
 
 
 class Changes(list):
@@ -30,7 +33,29 @@ class Endpoints(list):
         return [e for e in self if e.ready]
 
     def __repr__(self) -> str:
-        ready = ",".join(f"{e.ip}:{e.port}" for e in self if e.ready) or "<none>"
+        ready = ",".join(f"{e.ip}:{e.port}" for e in sorted(self, key=_by_address) if e.ready) or "<none>"
         lines = [f"Endpoints {self.service}: {ready}"]
-        lines += [f"  not ready: {e.pod} {e.ip}:{e.port}" for e in self if not e.ready]
+        lines += [f"  not ready: {e.pod} {e.ip}:{e.port}" for e in sorted(self, key=_by_address) if not e.ready]
         return "\n".join(lines)
+
+
+def _by_address(endpoint: Any) -> tuple:
+    return tuple(int(part) for part in endpoint.ip.split(".")), endpoint.port
+
+
+class Samples(list):
+    """The results of ``lab.sample``: a list of ``ProbeResult``; ``tally()`` counts who answered."""
+
+    def tally(self) -> Counter:
+        """How many attempts each pod answered (failed attempts count under ``"failed: <error>"``)."""
+        return Counter(r.answered_by if r.ok else f"failed: {r.error}" for r in self)
+
+    def __repr__(self) -> str:
+        if not self:
+            return "Samples: no attempts"
+        first = self[0]
+        counted = ", ".join(f"{who} {n}" for who, n in sorted(self.tally().items()))
+        return f"{len(self)} attempts {first.src} -> {first.dst}:{first.port}/{first.protocol}: {counted}"
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(repr(self)) + "</pre>"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+import textwrap
 from dataclasses import dataclass
 
 from labkit.dataplane.names import SVC_TABLE
@@ -26,6 +27,7 @@ from labkit.semantics import services
 
 _PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 _BLOCK = re.compile(r"^\s*(chain|map) (\S+) \{\s*$")
+NOTE_WIDTH = 100  # titles, kube-proxy notes and the result wrap at this many columns (rule lines do not)
 
 KP_DISPATCH = ("kube-proxy (nftables mode) does this in chain 'services': 'ip daddr . meta l4proto . th dport "
                "vmap @service-ips', whose element for this ClusterIP is 'goto service-<hash>-<ns>/<name>/<proto>/"
@@ -79,14 +81,20 @@ class ServiceTrace:
                 f"rules of table ip {SVC_TABLE} in {self.node}:")
         out = [head]
         for i, step in enumerate(self.steps, start=1):
-            out.append(f"{i}. {step.title}")
+            out += _wrap(f"{i}. {step.title}", "", "   ")
             out += [f"     {line}" for line in step.lines]
-            out.append(f"   ~ {step.kube_proxy}.")
-        out.append(f"Result: {self.result!r}")
+            out += _wrap(f"{step.kube_proxy}.", "   ~ ", "     ")
+        out += _wrap(f"Result: {self.result!r}", "", "   ")
         return "\n".join(out)
 
-    def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(repr(self))}</pre>"
+    def _repr_html_(self) -> str:  # pre-wrap: a long rule line wraps instead of scrolling sideways
+        return f'<pre style="white-space: pre-wrap">{html.escape(repr(self))}</pre>'
+
+
+def _wrap(text: str, first: str, rest: str) -> list[str]:
+    """``text`` wrapped to ``NOTE_WIDTH`` columns (words and rule fragments are never split)."""
+    return textwrap.wrap(text, width=NOTE_WIDTH, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False, break_long_words=False)
 
 
 def _blocks(text: str) -> dict[str, list[str]]:

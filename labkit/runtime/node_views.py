@@ -6,7 +6,13 @@ the node routes pod traffic, and the bridge with one veth port per pod) — a no
 every pod's rules and conntrack, so nothing else is run there for a caller — and the
 simulated answers, computed from the model in the format iproute2 prints on the docker
 backend (interface numbers follow the wiring order; MAC addresses of the node-side veth
-ends, random on docker, are made up from the pod's address).
+ends, random on docker, are made up from the pod's address). ``port_index`` is the one
+numbering of the node-side veth ends: a pod's ``eth0@ifN`` (``sim_exec``) uses it too.
+
+``bridge link`` prints a port's peer by looking the peer's interface number up in the node's
+own namespace (iproute2 ignores ``link-netnsid`` there), so every pod port, whose peer is
+``eth0`` = interface 2 in the pod, shows as ``@`` + the node's interface 2: the fabric bridge
+on node-1, ``fabric0`` on the others. The simulation prints the same, as the docker backend does.
 """
 from __future__ import annotations
 
@@ -45,6 +51,21 @@ def _first_port_index(cluster: Cluster, index: int) -> int:
     return 4 + cluster.node_count if index == 1 else 4
 
 
+def _first_netnsid(cluster: Cluster, index: int) -> int:
+    # node-1 first learns the namespaces of its fabric peers (internet + other nodes), the others node-1's
+    return cluster.node_count if index == 1 else 1
+
+
+def port_index(cluster: Cluster, pod: str) -> int:
+    """The interface number of ``pod``'s veth end on its node (its line in ``ip link show master cni0``).
+
+    The pod's ``eth0@ifN`` names this ``N``. Ports are numbered after the node's own
+    interfaces, in the order the pods were wired in (address order in the model)."""
+    index = cluster.pod_nodes[pod]
+    refs = [ref for ref, _ in _pods(cluster, index)]
+    return _first_port_index(cluster, index) + refs.index(pod)
+
+
 def _veth_mac(ip: str) -> str:
     """A stable, locally administered MAC for the node's end of a pod's veth (random on docker)."""
     octets = [int(o) for o in ip.split(".")]
@@ -56,7 +77,7 @@ def run(cluster: Cluster, node: str, argv: list[str]) -> ExecResult:
     index, view = check(node, argv, cluster)
     gateway, cidr = addr.node_gateway(index), addr.node_pod_cidr(index)
     uplink = names.FABRIC_BRIDGE if index == 1 else names.FABRIC_LINK
-    ports = [(ref, ip, _first_port_index(cluster, index) + i) for i, (ref, ip) in enumerate(_pods(cluster, index))]
+    ports = [(ref, ip, port_index(cluster, ref)) for ref, ip in _pods(cluster, index)]
     if view == ("ip", "route"):
         lines = []
         for other in range(1, cluster.node_count + 1):
@@ -76,7 +97,8 @@ def run(cluster: Cluster, node: str, argv: list[str]) -> ExecResult:
     elif view == ("ip", "link", "show", "master", "cni0"):
         text = "\n".join(f"{n}: {names.pod_port(ip)}@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue "
                          f"master cni0 state UP mode DEFAULT group default \n    link/ether {_veth_mac(ip)} brd "
-                         f"ff:ff:ff:ff:ff:ff link-netnsid {k + 1}" for k, (_, ip, n) in enumerate(ports))
+                         f"ff:ff:ff:ff:ff:ff link-netnsid {_first_netnsid(cluster, index) + k}"
+                         for k, (_, ip, n) in enumerate(ports))
     else:  # bridge link
         fabric = [f"{3 + k}: {names.fabric_port(peer)}@{uplink}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master "
                   f"{names.FABRIC_BRIDGE} state forwarding priority 32 cost 2 "

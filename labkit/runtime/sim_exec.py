@@ -34,7 +34,7 @@ from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.objects import Pod
 from labkit.results import ExecResult
-from labkit.runtime import sim_pods
+from labkit.runtime import node_views, sim_pods
 from labkit.runtime import sim_ping
 from labkit.semantics import oracle, services
 
@@ -105,8 +105,8 @@ def _mac(ctx: _Context) -> str:
 
 
 def _peer_index(ctx: _Context) -> int:
-    """The node-side veth's interface index (``eth0@ifN``): it grows with the pods of the node."""
-    return 2 * int(ctx.ip.rsplit(".", 1)[1])
+    """The node-side veth's interface index (``eth0@ifN``): its number in ``ip link show master cni0``."""
+    return node_views.port_index(ctx.cluster, ctx.pod.ref)
 
 
 def _lo(family4: bool) -> list[str]:
@@ -341,7 +341,7 @@ def _curl(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
 
     if host.lower() in ("localhost", "127.0.0.1"):
         # Containers of a pod share its network namespace: localhost is the pod itself.
-        if any(p.container_port == port and p.protocol == "TCP" for p in ctx.pod.spec.ports()):
+        if any(p.container_port == port and p.protocol == "TCP" for p in ctx.pod.spec.served_ports()):
             return 0, f"{ctx.pod.ref}\n"
         return fail(7, f"Failed to connect to {host} port {port} after 0 ms: Couldn't connect to server")
     if oracle.is_ip(host):

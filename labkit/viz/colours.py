@@ -1,5 +1,6 @@
 """Colours of the pictures: one per namespace, the same in every notebook and every lab,
-and the colours of verdicts (allowed, denied by a policy, refused, differs from the oracle).
+the colours of verdicts (allowed, denied by a policy, refused, differs from the oracle) and
+one colour per Service (``service_colour``).
 
 Owns ``namespace_colour``: well-known names (``default``, ``kube-system`` and the course's
 namespaces) have fixed colours; any other name gets a palette colour from a stable hash of
@@ -18,6 +19,8 @@ DIFFERS = "#bf8700"      # observation != oracle (an amber halo)
 MIXED = "#57606a"        # a namespace-to-namespace arrow with allowed and denied pairs
 INGRESS_RING, EGRESS_RING = "#24292f", "#8250df"
 SERVICE = "#0969da"
+# one per Service (its diamond, label and dashed lines to its endpoints): no verdict or namespace colour
+SERVICES = (SERVICE, "#8250df", "#1b7c83", "#bf3989", "#0550ae", "#7d4e57")
 INFRA = "#6e7781"        # nodes, bridges, veths, the internet host
 
 # Namespace colours: Tableau-like hues without its red and green.
@@ -30,6 +33,11 @@ FIXED = {
     "monitoring": "#499894", "ops": "#86619e", "guest": "#d37295", "x": "#f28e2b", "y": "#b07aa1",
     "z": "#499894",
 }
+
+
+def service_colour(index: int) -> str:
+    """The colour of the ``index``-th Service of a picture (in name order), cycling through ``SERVICES``."""
+    return SERVICES[index % len(SERVICES)]
 
 
 def namespace_colour(namespace: str) -> str:

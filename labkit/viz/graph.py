@@ -20,6 +20,7 @@ from labkit.probe.matrix import Matrix
 from labkit.semantics import oracle
 from labkit.semantics import policy as pol
 from labkit.semantics import services as svc
+from labkit.viz import colours as C
 from labkit.viz.layout import Layout, compute_layout, shown_pods, shown_services
 
 ONLY = ("denied", "allowed", "differs", "changes")
@@ -63,19 +64,22 @@ def check_options(matrix: Matrix | None, *, group: str, focus: str | None, only:
 
 def topology_graph(source: Any, matrix: Matrix | None = None, *, include_system: bool = False,
                    layout: Layout | None = None, previous: Matrix | None = None, focus: str | None = None,
-                   only: str | None = None, group: str = "pod") -> nx.DiGraph:
+                   only: str | None = None, group: str = "pod", services: list[str] | None = None) -> nx.DiGraph:
     """The lab as a graph: pod and Service nodes (with ``pos``), endpoint and probe edges.
 
     Pod nodes carry ``namespace``, ``node``, ``ip``, ``ingress_isolated``/``egress_isolated``
     (the refs of the policies that isolate them); probe edges carry ``allowed``, ``expected``,
     ``differs``, ``why`` (None, ``"policy"`` or ``"refused"``) and ``changed`` (None, ``"now
     allowed"``, ``"now denied"`` or ``"new"``; only with ``previous``). Service nodes are named
-    ``svc:<ns>/<name>``. ``focus`` keeps the probe edges from and to one pod, ``only`` those of
-    one kind; ``group="namespace"`` returns the namespace summary (``namespace_graph``).
+    ``svc:<ns>/<name>`` and carry ``colour`` (one per Service, the same whichever Services are
+    shown). ``focus`` keeps the probe edges from and to one pod, ``only`` those of one kind;
+    ``services`` keeps only those Services; ``group="namespace"`` returns the namespace summary
+    (``namespace_graph``).
     """
     cluster, _ = cluster_of(source)
     focus = check_options(matrix, group=group, focus=focus, only=only, previous=previous)
-    layout = layout or compute_layout(cluster, include_system)
+    shown = shown_services(cluster, include_system, services)
+    layout = layout or compute_layout(cluster, include_system, services=services)
     g = nx.DiGraph()
     for ref in shown_pods(cluster, include_system):
         pod = cluster.pods[ref]
@@ -83,10 +87,12 @@ def topology_graph(source: Any, matrix: Matrix | None = None, *, include_system:
                    ip=cluster.pod_ips.get(ref, "?"), ready=cluster.is_ready(ref), pos=layout.pods.get(ref, (0, 0)),
                    ingress_isolated=[p.ref for p in pol.selecting(cluster, pod, "Ingress")],
                    egress_isolated=[p.ref for p in pol.selecting(cluster, pod, "Egress")], focus=ref == focus)
-    for ref in shown_services(cluster, include_system):
+    every = shown_services(cluster, include_system)
+    for ref in shown:
         service = cluster.services[ref]
         kind = "headless" if service.headless else service.type
         g.add_node(f"svc:{ref}", kind="service", type=kind, ip=cluster.service_ips.get(ref),
+                   colour=C.service_colour(every.index(ref) if ref in every else len(every)),
                    ports=[f"{p.port}/{p.protocol}" for p in service.ports],
                    node_ports=[p.node_port for p in service.ports if p.node_port is not None],
                    pos=layout.services.get(ref, (0, 0)))

@@ -4,7 +4,8 @@ Owns positions only (no matplotlib): one box per node, side by side; inside it o
 column per namespace, pods stacked in name order; Services in a band above, each near
 the pods it sends to; with ``wiring`` each node's bridge ``cni0`` below its pods; with
 ``internet`` the lab's internet host left of the nodes and the NodePorts on each node's
-top edge; ``namespace_positions`` for the one-box-per-namespace view. The same cluster
+top edge; ``namespace_positions`` for the one-box-per-namespace view; which Services a
+picture shows (``shown_services``: all, or the ones asked for). The same cluster
 always gives the same layout, and adding a pod moves only the pods of its own column, so
 live redraws never make the picture jump.
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from labkit.errors import ModelError
 from labkit.model import addressing as addr
-from labkit.model.cluster import Cluster
+from labkit.model.cluster import Cluster, pod_ref
 from labkit.semantics import services as svc
 
 COLUMN = 2.2      # distance between namespace columns
@@ -23,6 +25,7 @@ BRIDGE_DROP = 1.0  # extra height of a node box for its bridge (wiring)
 INTERNET_X = -2.3  # the internet host, left of node-1
 NODE_GAP = 0.7    # space between node boxes
 SERVICE_GAP = 2.2  # minimum distance between two Services
+NAMESPACE_TOP = 0.85  # top edge of the namespace boxes (the first pod of a column sits at y = 0)
 SYSTEM_NAMESPACE = "kube-system"
 
 
@@ -61,21 +64,33 @@ def shown_pods(cluster: Cluster, include_system: bool = False) -> list[str]:
                   if include_system or p.namespace != SYSTEM_NAMESPACE)
 
 
-def shown_services(cluster: Cluster, include_system: bool = False) -> list[str]:
-    return sorted(ref for ref, s in cluster.services.items()
-                  if include_system or s.namespace != SYSTEM_NAMESPACE)
+def shown_services(cluster: Cluster, include_system: bool = False, only: list[str] | None = None) -> list[str]:
+    """The Services a picture draws: every one (kube-system's only with ``include_system``),
+    or the ``only`` ones (``"ns/name"``, ``"name"`` for default); a name the lab lacks is a ModelError."""
+    every = sorted(ref for ref, s in cluster.services.items() if include_system or s.namespace != SYSTEM_NAMESPACE)
+    if only is None:
+        return every
+    if isinstance(only, str):
+        only = [only]
+    wanted = [pod_ref(ref) for ref in only]
+    unknown = [ref for ref in wanted if ref not in cluster.services]
+    if unknown:
+        raise ModelError(f"services={list(only)!r}: this lab has no Service {', '.join(unknown)}; choose among "
+                         f"{', '.join(every) or 'none yet'} (or services=None for all)", path="services")
+    return sorted(set(wanted))
 
 
-def node_port_numbers(cluster: Cluster, include_system: bool = False) -> list[int]:
+def node_port_numbers(cluster: Cluster, include_system: bool = False, services: list[str] | None = None) -> list[int]:
     """Every NodePort of the shown Services, in order."""
-    return sorted({p.node_port for ref in shown_services(cluster, include_system)
+    return sorted({p.node_port for ref in shown_services(cluster, include_system, services)
                    for p in cluster.services[ref].ports if p.node_port is not None})
 
 
 def compute_layout(cluster: Cluster, include_system: bool = False, *, wiring: bool = False,
-                   internet: bool = False) -> Layout:
+                   internet: bool = False, services: list[str] | None = None) -> Layout:
     """The grid layout of ``cluster`` (kube-system hidden unless ``include_system``); ``wiring``
-    makes room for the bridges, ``internet`` for the internet host and the NodePorts."""
+    makes room for the bridges, ``internet`` for the internet host and the NodePorts;
+    ``services`` keeps only those Services (``shown_services``)."""
     out = Layout()
     pods = shown_pods(cluster, include_system)
     out.namespaces = sorted(ns for ns in cluster.namespaces if include_system or ns != SYSTEM_NAMESPACE)
@@ -84,7 +99,7 @@ def compute_layout(cluster: Cluster, include_system: bool = False, *, wiring: bo
         by_column.setdefault((cluster.pod_nodes[ref], cluster.pods[ref].namespace), []).append(ref)
     rows = max((len(v) for v in by_column.values()), default=1)
     top, bottom = 1.45, -(rows - 1) * ROW - 0.95 - (BRIDGE_DROP if wiring else 0.0)
-    ports = node_port_numbers(cluster, include_system) if internet else []
+    ports = node_port_numbers(cluster, include_system, services) if internet else []
     x = 0.0
     for index in range(1, cluster.node_count + 1):
         namespaces = sorted({ns for (i, ns) in by_column if i == index})
@@ -99,12 +114,12 @@ def compute_layout(cluster: Cluster, include_system: bool = False, *, wiring: bo
             cx = x + COLUMN / 2 + k * COLUMN
             members = by_column[(index, ns)]
             out.boxes.append(Box("namespace", f"ns {ns}", cx - COLUMN / 2 + 0.15, -(len(members) - 1) * ROW - 0.8,
-                                 cx + COLUMN / 2 - 0.15, 0.85, ns))
+                                 cx + COLUMN / 2 - 0.15, NAMESPACE_TOP, ns))
             for r, ref in enumerate(members):
                 out.pods[ref] = (cx, -r * ROW)
         x += width + NODE_GAP
     xmax = x - NODE_GAP
-    _place_services(cluster, out, shown_services(cluster, include_system), xmax, top + 1.1)
+    _place_services(cluster, out, shown_services(cluster, include_system, services), xmax, top + 1.1)
     xs = [p[0] for p in out.services.values()]
     if internet:
         out.internet = (INTERNET_X, top - 0.2)

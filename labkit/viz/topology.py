@@ -2,7 +2,8 @@
 
 Owns ``topology_figure`` (pods in their node boxes on the fixed grid of ``labkit.viz.layout``,
 or one box per namespace; optional bridges and veths, the internet host and NodePorts; a
-legend that says what each colour and line style means) and ``png``/``svg`` (Figure ->
+legend that lists what each colour and line style in the picture means, and nothing that is
+not drawn) and ``png``/``svg`` (Figure ->
 bytes). Only the Figure API is used: no pyplot, so nothing leaks between redraws.
 """
 from __future__ import annotations
@@ -21,7 +22,9 @@ from labkit.model.cluster import Cluster
 from labkit.probe.matrix import Matrix
 from labkit.viz import colours as C
 from labkit.viz.graph import check_options, cluster_of, topology_graph
-from labkit.viz.layout import ROW, Layout, compute_layout, namespace_positions, node_port_numbers, shown_pods
+from labkit.viz.layout import (
+    COLUMN, NAMESPACE_TOP, ROW, Layout, compute_layout, namespace_positions, node_port_numbers, shown_pods,
+)
 
 __all__ = ["png", "svg", "topology_figure", "topology_graph"]
 POD_SIZE, RING_SIZE = 760, 1500  # marker areas in points^2
@@ -31,7 +34,8 @@ BUSY = 30  # probe arrows above which the title suggests a filter
 def topology_figure(lab: Any, matrix: Matrix | None = None, *, seed: int = 0, include_system: bool = False,
                     layout: Layout | None = None, title: str | None = None, group: str = "pod",
                     focus: str | None = None, only: str | None = None, previous: Matrix | None = None,
-                    wiring: bool = False, internet: bool | None = None) -> Figure:
+                    wiring: bool = False, internet: bool | None = None,
+                    services: list[str] | None = None) -> Figure:
     """Draw the lab (a ``Lab`` or a ``Cluster``), with probe arrows when ``matrix`` is given.
 
     Pods are circles coloured by namespace (the same colour in every notebook), in one box
@@ -49,17 +53,20 @@ def topology_figure(lab: Any, matrix: Matrix | None = None, *, seed: int = 0, in
     * ``wiring=True``: each node's bridge ``cni0`` and the pods' veth pairs (and, with
       several nodes, the node fabric and its routes);
     * ``internet``: the lab's internet host and the NodePorts on every node (default: when
-      the lab has a NodePort Service).
+      the lab has a NodePort Service);
+    * ``services=["ns/name", ...]``: only those Services (and their NodePorts); each Service
+      has its own colour, also on its dashed lines to its ready endpoints.
 
+    Self-connections (a pod to itself) are probed but not drawn; the title says so.
     ``seed`` is accepted for API stability: the layout has no randomness.
     """
     cluster, owner = cluster_of(lab)
     check_options(matrix, group=group, focus=focus, only=only, previous=previous)
     if internet is None:
-        internet = bool(node_port_numbers(cluster, include_system))
-    layout = layout or compute_layout(cluster, include_system, wiring=wiring, internet=internet)
+        internet = bool(node_port_numbers(cluster, include_system, services))
+    layout = layout or compute_layout(cluster, include_system, wiring=wiring, internet=internet, services=services)
     g = topology_graph(cluster, matrix, include_system=include_system, layout=layout, previous=previous,
-                       focus=focus, only=only, group=group)
+                       focus=focus, only=only, group=group, services=services)
     if group == "namespace":
         fig, ax = _namespace_axes(g)
         _draw_namespaces(ax, g)
@@ -70,14 +77,14 @@ def topology_figure(lab: Any, matrix: Matrix | None = None, *, seed: int = 0, in
             _draw_wiring(ax, g, layout, cluster)
         if internet:
             _draw_internet(ax, g, layout)
-        _draw_edges(ax, g)
+        _draw_edges(ax, g, wiring)
         _draw_pods(ax, g, layout)
         _draw_services(ax, g)
     probes = sum(1 for *_, d in g.edges(data=True) if d["kind"] == "probe")
     ax.set_title(title if title is not None else _title(cluster, owner, matrix, probes, group, focus, only),
                  fontsize=10, loc="left")
     pods = group == "pod"
-    fig.legend(handles=_legend(g, matrix is not None, group, wiring and pods, internet and pods, previous is not None),
+    fig.legend(handles=_legend(g, group, wiring and pods, internet and pods and layout.internet is not None),
                loc="outside right upper", fontsize=8, frameon=False)
     return fig
 
@@ -103,7 +110,8 @@ def _title(cluster: Cluster, lab: Any, matrix: Matrix | None, probes: int, group
     n = len(matrix.pods)
     diffs = len(matrix.differences())
     head += (f"\n{matrix.port}/{matrix.protocol} {matrix.source}: {matrix.count_allowed} of {n * n} allowed"
-             + (f", {diffs} differ from the oracle" if diffs else ""))
+             + (f", {diffs} differ from the oracle" if diffs else "")
+             + (f" (self-connections not {'drawn' if group == 'pod' else 'counted'})" if n else ""))
     shown = [f"only {only}" if only else "", f"around {focus}" if focus else "",
              "per namespace" if group == "namespace" else ""]
     if any(shown):
@@ -172,10 +180,12 @@ def _draw_boxes(ax: Any, layout: Layout, cluster: Cluster, wiring: bool) -> None
                                         boxstyle="round,pad=0.02,rounding_size=0.2", facecolor="#f6f8fa",
                                         edgecolor="#57606a", linewidth=1.4, zorder=0))
             label = box.label
-            if wiring and cluster.node_count > 1:
+            if wiring and cluster.node_count > 1:  # node-1's uplink is the fabric bridge itself
                 index = int(box.label.split()[0].split("-")[1])
-                label += f"\nfabric0 {addr.node_ip(index)}"
-            ax.text(box.x0 + 0.15, box.y1 - 0.12, label, fontsize=8, va="top", color="#24292f", zorder=1)
+                uplink = f"{names.FABRIC_BRIDGE} (fabric bridge)" if index == 1 else names.FABRIC_LINK
+                label += f"\n{uplink} {addr.node_ip(index)}"
+            ax.text(box.x0 + 0.15, box.y1 - 0.12, label, fontsize=8, va="top", color="#24292f", zorder=1.7,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "#f6f8fa", "edgecolor": "none"})
         else:
             colour = C.namespace_colour(box.namespace or "")
             ax.add_patch(FancyBboxPatch((box.x0, box.y0), box.x1 - box.x0, box.y1 - box.y0,
@@ -228,25 +238,46 @@ def _draw_internet(ax: Any, g: nx.DiGraph, layout: Layout) -> None:
             va="top", color="#24292f", zorder=5)
     services = {p: n for n, d in g.nodes(data=True) if d["kind"] == "service" for p in d.get("node_ports", [])}
     for (index, port), (x, y) in layout.node_ports.items():
-        ax.scatter([x], [y], s=110, marker="s", c="white", edgecolors=C.SERVICE, linewidths=1.5, zorder=4)
-        ax.text(x + 0.12, y + 0.1, f"{addr.node_ip(index)}:{port}", fontsize=6.5, color=C.SERVICE, zorder=5)
+        colour = g.nodes[services[port]]["colour"] if port in services else C.SERVICE
+        ax.scatter([x], [y], s=110, marker="s", c="white", edgecolors=colour, linewidths=1.5, zorder=4)
+        ax.text(x, y + 0.13, f"{addr.node_ip(index)}:{port}", fontsize=6.5, color=colour, ha="center",
+                va="bottom", zorder=5, bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none"})
         ax.add_patch(FancyArrowPatch((ix, iy), (x, y), arrowstyle="-|>", mutation_scale=9, color=C.INFRA,
                                      linestyle=(0, (2, 2)), linewidth=1.0, connectionstyle="arc3,rad=-0.15",
                                      shrinkA=15, shrinkB=5, zorder=1.6))
         if port in services:
             ax.add_patch(FancyArrowPatch((x, y), g.nodes[services[port]]["pos"], arrowstyle="-|>",
-                                         mutation_scale=9, color=C.SERVICE, linestyle=(0, (4, 3)), linewidth=1.0,
+                                         mutation_scale=9, color=colour, linestyle=(0, (4, 3)), linewidth=1.0,
                                          shrinkA=5, shrinkB=12, zorder=1.6))
 
 
-def _draw_edges(ax: Any, g: nx.DiGraph) -> None:
+def _gap_side(a: tuple[float, float], b: tuple[float, float], wiring: bool) -> tuple[float, float]:
+    """(column x, side) of the gap a Service's line runs down to reach the pod at ``b``: the side
+    facing the Service, or the left with ``wiring`` (the veths run on the right)."""
+    return round(b[0], 3), -1.0 if wiring or a[0] <= b[0] else 1.0
+
+
+def _endpoint_route(a: tuple[float, float], b: tuple[float, float], side: float,
+                    lane: int) -> tuple[list[float], list[float]]:
+    """A Service's dashed line to an endpoint: down the gap beside the pod's column (clear of
+    the pod labels), then sideways into the pod; ``lane`` keeps the Services of one gap apart."""
+    (sx, sy), (px, py) = a, b
+    gx = px + side * (COLUMN / 2 - 0.37 + 0.09 * min(lane, 2))
+    y = py + 0.08 * min(lane, 2)  # into the pod a little higher per lane, so lines do not overlap
+    return [sx, gx, gx, px + side * 0.22], [sy - 0.2, NAMESPACE_TOP + 0.12 + 0.06 * lane, y, y]
+
+
+def _draw_edges(ax: Any, g: nx.DiGraph, wiring: bool = False) -> None:
+    gaps: dict[tuple[float, float], list[str]] = {}  # the Services that run down each gap, in name order
+    for u, v, data in g.edges(data=True):
+        if data["kind"] == "endpoint":
+            gaps.setdefault(_gap_side(g.nodes[u]["pos"], g.nodes[v]["pos"], wiring), []).append(u)
     for u, v, data in g.edges(data=True):
         a, b = g.nodes[u]["pos"], g.nodes[v]["pos"]
         if data["kind"] == "endpoint":
-            bend = 0.0 if abs(a[0] - b[0]) > 0.5 else -0.25  # straight down would cross the column
-            ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-", linestyle=(0, (4, 3)), color="#6e7781",
-                                         connectionstyle=f"arc3,rad={bend}", linewidth=1.1, shrinkA=9,
-                                         shrinkB=16, zorder=1.5))
+            gap = _gap_side(a, b, wiring)
+            xs, ys = _endpoint_route(a, b, gap[1], sorted(set(gaps[gap])).index(u))
+            ax.plot(xs, ys, linestyle=(0, (4, 3)), color=g.nodes[u]["colour"], linewidth=1.1, zorder=1.5)
             continue
         # pods of one column: bend further when a pod sits between the two ends
         skip = abs(a[0] - b[0]) < 0.5 and abs(a[1] - b[1]) > ROW * 1.5
@@ -296,50 +327,68 @@ def _draw_services(ax: Any, g: nx.DiGraph) -> None:
         if d["kind"] != "service":
             continue
         x, y = d["pos"]
-        ax.scatter([x], [y], s=520, marker="D", c="#ffffff", edgecolors=C.SERVICE, linewidths=2.0, zorder=4)
+        ax.scatter([x], [y], s=520, marker="D", c="#ffffff", edgecolors=d["colour"], linewidths=2.0, zorder=4)
         address = "headless" if d["type"] == "headless" else d["ip"]
         kind = "" if d["type"] in ("ClusterIP", "headless") else f" {d['type']}"
         node_ports = "".join(f" nodePort {p}" for p in d.get("node_ports", []))
         ax.text(x, y + 0.32, f"svc {name[4:]}{kind}\n{address} {','.join(d['ports'])}{node_ports}", fontsize=7,
-                ha="center", va="bottom", color=C.SERVICE, zorder=5)
+                ha="center", va="bottom", color=d["colour"], zorder=5)
 
 
-def _legend(g: nx.DiGraph, probes: bool, group: str, wiring: bool, internet: bool, previous: bool) -> list[Line2D]:
-    kinds = {d["kind"] for _, d in g.nodes(data=True)}
-    shown = sorted({d["namespace"] for _, d in g.nodes(data=True) if d["kind"] in ("pod", "namespace")})
+def _legend(g: nx.DiGraph, group: str, wiring: bool, internet: bool) -> list[Line2D]:
+    """One entry per colour and line style that the picture draws, and no other."""
+    nodes = [d for _, d in g.nodes(data=True)]
+    edges = [d for *_, d in g.edges(data=True) if d["kind"] == "probe"]
+    shown = sorted({d["namespace"] for d in nodes if d["kind"] in ("pod", "namespace")})
     handles = [Line2D([], [], marker="o" if group == "pod" else "s", linestyle="", markersize=9,
                       markeredgecolor="white", markerfacecolor=C.namespace_colour(ns), label=f"namespace {ns}")
                for ns in shown]
-    if group == "pod":
-        handles += [
-            Line2D([], [], marker="o", linestyle="", markersize=9, markerfacecolor="#d0d7de",
-                   markeredgecolor=C.INGRESS_RING, markeredgewidth=2.5, label="isolated for ingress"),
-            Line2D([], [], marker="o", linestyle="", markersize=12, markerfacecolor="none",
-                   markeredgecolor=C.EGRESS_RING, markeredgewidth=1.5, label="isolated for egress (dashed ring)"),
-        ]
-    if "service" in kinds:
+    if any(d.get("ingress_isolated") for d in nodes):
+        handles.append(Line2D([], [], marker="o", linestyle="", markersize=9, markerfacecolor="#d0d7de",
+                              markeredgecolor=C.INGRESS_RING, markeredgewidth=2.5, label="isolated for ingress"))
+    if any(d.get("egress_isolated") for d in nodes):
+        handles.append(Line2D([], [], marker="o", linestyle="", markersize=12, markerfacecolor="none",
+                              markeredgecolor=C.EGRESS_RING, markeredgewidth=1.5,
+                              label="isolated for egress (dashed ring)"))
+    services = [d for d in nodes if d["kind"] == "service"]
+    if services:
+        several = len(services) > 1
         handles += [Line2D([], [], marker="D", linestyle="", markersize=8, markerfacecolor="white",
-                           markeredgecolor=C.SERVICE, label="Service"),
-                    Line2D([], [], color="#6e7781", linestyle=(0, (4, 3)), label="Service -> ready endpoint")]
+                           markeredgecolor=services[0]["colour"], label="Service" + (" (one colour each)" if several
+                                                                                     else "")),
+                    Line2D([], [], color=services[0]["colour"], linestyle=(0, (4, 3)),
+                           label="Service -> ready endpoint")]
     if wiring:
         handles += [Line2D([], [], color=C.INFRA, linewidth=4, alpha=0.5, label=f"bridge {names.BRIDGE} in a node"),
                     Line2D([], [], color=C.INFRA, linewidth=1.0, label="veth pair: pod eth0 <-> bridge port")]
     if internet:
-        handles += [Line2D([], [], marker="s", linestyle="", markersize=9, markerfacecolor="#eaeef2",
-                           markeredgecolor=C.INFRA, label="internet host (outside)"),
-                    Line2D([], [], marker="s", linestyle="", markersize=6, markerfacecolor="white",
-                           markeredgecolor=C.SERVICE, label="NodePort on a node")]
-    if probes:
-        handles += [Line2D([], [], color=C.ALLOWED, linewidth=1.6, label="allowed: the connection worked"),
-                    Line2D([], [], color=C.DENIED, linewidth=1.2, label="denied: no answer (dropped by policy)"),
-                    Line2D([], [], color=C.REFUSED, linewidth=1.2, linestyle=(0, (1, 2)),
-                           label="refused: nothing listens on the port"),
-                    Line2D([], [], color=C.DIFFERS, linewidth=6, alpha=0.55,
-                           label="observed differs from the oracle")]
-        if group == "namespace":
-            handles.append(Line2D([], [], color=C.MIXED, linewidth=2.0, label="some pod pairs allowed, some not"))
-        if previous:
-            handles.append(Line2D([], [], color="#24292f", linewidth=2.8, label="thick: changed by the last change"))
+        doors = [d["colour"] for d in services if d.get("node_ports")]
+        handles.append(Line2D([], [], marker="s", linestyle="", markersize=9, markerfacecolor="#eaeef2",
+                              markeredgecolor=C.INFRA, label="internet host (outside)"))
+        if doors:
+            handles.append(Line2D([], [], marker="s", linestyle="", markersize=6, markerfacecolor="white",
+                                  markeredgecolor=doors[0], label="NodePort on a node"))
+    if group == "namespace":
+        verdicts = {d["verdict"] for d in edges}
+        dropped = any(d["verdict"] == "denied" for d in edges)
+    else:
+        verdicts = {"allowed" if d["allowed"] else d["why"] for d in edges}
+        dropped = "policy" in verdicts
+    if "allowed" in verdicts:
+        handles.append(Line2D([], [], color=C.ALLOWED, linewidth=1.6, label="allowed: the connection worked"))
+    if dropped:
+        handles.append(Line2D([], [], color=C.DENIED, linewidth=1.2, label="denied: no answer (dropped by policy)"
+                              if group == "pod" else "denied: no pod pair allowed"))
+    if "refused" in verdicts:
+        handles.append(Line2D([], [], color=C.REFUSED, linewidth=1.2, linestyle=(0, (1, 2)),
+                              label="refused: nothing listens on the port"))
+    if "mixed" in verdicts:
+        handles.append(Line2D([], [], color=C.MIXED, linewidth=2.0, label="some pod pairs allowed, some not"))
+    if any(d["differs"] for d in edges):
+        handles.append(Line2D([], [], color=C.DIFFERS, linewidth=6, alpha=0.55,
+                              label="observed differs from the oracle"))
+    if any(d.get("changed") for d in edges):
+        handles.append(Line2D([], [], color="#24292f", linewidth=2.8, label="thick: changed by the last change"))
     return handles
 
 

@@ -177,3 +177,36 @@ def test_the_kernel_listing_is_read_like_the_rendered_text(lab):
                            'ep_net_web_tcp-80_10.244.1.3: comment "endpoint net/a1 10.244.1.3:80"',
                            "ep_net_web_tcp-80_10.244.1.3: ip saddr 10.244.1.3 jump want-masq",
                            "ep_net_web_tcp-80_10.244.1.3: meta l4proto tcp dnat to 10.244.1.3:80"]
+
+
+def test_trace_reads_in_a_notebook_without_scrolling_sideways(lab):
+    """Titles, kube-proxy notes and the result wrap at about 100 columns; only rule lines may be longer."""
+    for trace in (lab.trace_service("net/a2", "web", 80), lab.trace_service("internet", "198.18.0.1", 30080),
+                  lab.trace_service("net/a1", "web", 80)):
+        text = repr(trace)
+        rules = {f"     {line}" for line in trace.lines}
+        assert all(len(line) <= svc_trace.NOTE_WIDTH for line in text.splitlines() if line not in rules), text
+        assert "KUBE-SVC-<hash>" in text and "mark-for-masquerade" in text  # nothing lost in the wrapping
+        assert "white-space: pre-wrap" in trace._repr_html_()
+
+
+def test_rules_keeps_one_table_when_asked(lab):
+    every = lab.rules()
+    services = lab.rules("ip labkit-svc")
+    assert services == lab.rules("labkit-svc") == lab.rules(table=["ip labkit-svc"])
+    assert services.count("table ip labkit-svc {") == 2 and "# node-1" in services and "# node-2" in services
+    assert "labkit-pol" not in services and "labkit-guard" not in services and "add table" not in services
+    assert services.startswith("# simulated")  # the banner stays
+    node_1 = every.split("# node-2")[0]
+    block = node_1[node_1.index("table ip labkit-svc {"):]
+    assert block[:block.index("\n}\n") + 3] in services  # the table itself, unchanged
+    both = lab.rules(["labkit-pol", "bridge labkit-guard"])
+    assert "table inet labkit-pol {" in both and "table bridge labkit-guard {" in both and "labkit-svc" not in both
+    with pytest.raises(ModelError, match=r"table='svc' .* 'ip labkit-svc', 'inet labkit-pol', 'bridge labkit-guard'"):
+        lab.rules("svc")
+
+
+def test_the_table_filter_reads_the_kernel_listing_too():
+    from labkit.dataplane import rules_view
+    listing = "# node-1\n" + KERNEL_LISTING + "table inet labkit-pol {\n\tchain forward {\n\t}\n}\n"
+    assert rules_view.select(listing, rules_view.resolve("labkit-svc")) == "# node-1\n" + KERNEL_LISTING

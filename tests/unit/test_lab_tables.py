@@ -55,3 +55,35 @@ def test_probe_many_gives_one_result_per_probe_in_order(store):
         store.probe_many([("store/client", "catalog")])
     with pytest.raises(labkit.LabkitError):
         store.probe_many([("store/client", "catalog", 0, "TCP")])
+
+
+def test_sample_tallies_who_answered_and_failures(store):
+    answered = store.sample("store/client", "web", port=80, count=30)
+    assert len(answered) == 30 and isinstance(answered, list)
+    tally = answered.tally()
+    catalog = {ref for ref in store.pods if ref.startswith("store/catalog-")}
+    assert set(tally) == catalog and sum(tally.values()) == 30
+    assert repr(answered).startswith("30 attempts store/client -> web:80/TCP: store/catalog-")
+    refused = store.sample("store/client", "catalog", port=80, count=3)
+    assert refused.tally() == {"failed: connection refused": 3}
+
+
+def test_wait_for_endpoints_returns_once_ready_or_at_the_timeout(store):
+    import time  # noqa: PLC0415
+    started = time.monotonic()
+    still = store.wait_for_endpoints("store/search", ready=2, timeout=1.0)
+    assert len(still.ready) == 0 and 0.9 <= time.monotonic() - started < 5, "nothing listens on 8081: never ready"
+    store.apply(exercises.solution("03-debug-service"))
+    ready = store.wait_for_endpoints("store/search", ready=2, timeout=15)
+    assert len(ready.ready) == 2
+    ips = [e.ip for e in ready]
+    assert repr(ready).splitlines()[0] == f"Endpoints store/search: {','.join(f'{ip}:8080' for ip in sorted(ips, key=lambda i: tuple(map(int, i.split('.')))))}"
+
+
+def test_delete_takes_a_pod_ref_and_the_repr_counts_only_the_learners_objects(store):
+    assert repr(store).splitlines()[-1].endswith("7 pods, 4 Services, 0 NetworkPolicies>")
+    assert str(store.delete("pod", "store/client")) == "pod/store/client deleted"
+    assert "store/client" not in store.pods
+    assert repr(store).splitlines()[-1].endswith("6 pods, 4 Services, 0 NetworkPolicies>")
+    with labkit.Lab("tables-empty", backend="sim") as empty:
+        assert repr(empty).splitlines()[-1].endswith("0 pods, 0 Services, 0 NetworkPolicies>")

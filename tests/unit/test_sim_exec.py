@@ -163,6 +163,46 @@ def test_ip_link(lab):
     assert re.search(r"^2: eth0@if\d+: .* state UP mode DEFAULT group default $", text, re.M)
 
 
+TWO_NODES = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: net}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a1, namespace: net}
+spec: {nodeName: node-1, containers: [{name: app, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a2, namespace: net}
+spec: {nodeName: node-1, containers: [{name: app, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b1, namespace: net}
+spec: {nodeName: node-2, containers: [{name: app, ports: [{containerPort: 80}]}]}
+"""
+
+
+def test_eth0_at_if_n_is_the_pods_port_on_its_node():
+    """``eth0@ifN`` in a pod is the number of that pod's ``lkp…`` line in ``ip link show master cni0``
+    (and in ``bridge link``) on its node, as on the docker backend (a1: 7, after coredns's 6)."""
+    with labkit.Lab("h7-ifn", backend="sim", nodes=2) as lab:
+        lab.apply(TWO_NODES)
+        seen = {}
+        for pod, node in (("net/a1", "node-1"), ("net/a2", "node-1"), ("net/b1", "node-2"),
+                          ("kube-system/coredns", "node-1")):
+            peer = int(re.search(r"^2: eth0@if(\d+):", body(lab.exec(pod, ["ip", "addr", "show", "eth0"])),
+                                 re.M).group(1))
+            port = "lkp" + "".join(f"{int(o):02x}" for o in lab.pod_ip(pod).split("."))
+            for view in (["ip", "link", "show", "master", "cni0"], ["bridge", "link"]):
+                ports = re.findall(r"^(\d+): (lkp\w+)@", lab.exec_node(node, view).output, re.M)
+                assert (str(peer), port) in ports, (pod, view, peer, ports)
+            seen[pod] = peer
+        assert seen == {"kube-system/coredns": 6, "net/a1": 7, "net/a2": 8, "net/b1": 4}
+
+
 def test_ip_neigh_holds_only_the_gateway(lab):
     assert body(lab.exec("x/a", ["ip", "neigh"])) == "10.244.1.1 dev eth0 lladdr 0a:58:0a:f4:01:01 REACHABLE \n"
 

@@ -64,8 +64,9 @@ def test_figure_with_a_matrix_and_a_difference(lab):
     assert "1 differ from the oracle" in fig.axes[0].get_title(loc="left")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"allowed: the connection worked", "denied: no answer (dropped by policy)",
-            "refused: nothing listens on the port", "observed differs from the oracle",
-            "isolated for ingress"} <= set(labels)
+            "observed differs from the oracle", "isolated for ingress",
+            "isolated for egress (dashed ring)"} <= set(labels)
+    assert "refused: nothing listens on the port" not in labels  # every pod listens on 80: nothing is refused
     assert png(fig).startswith(PNG_MAGIC)
 
 
@@ -233,6 +234,9 @@ def test_wiring_draws_bridges_veths_and_the_fabric(lab):
         assert names.pod_port(lab.pod_ip(ref)) in texts  # the node end of each pod's veth pair
     if lab.cluster.node_count > 1:
         assert "node fabric 198.18.0.0/24" in texts and "10.244.2.0/24 via 198.18.0.2" in texts
+        # each node's uplink as its `ip route` names it: node-1 hosts the fabric bridge itself
+        assert "lkfabric (fabric bridge) 198.18.0.1" in texts and "fabric0 198.18.0.2" in texts
+        assert "fabric0 198.18.0.1" not in texts
     layout = compute_layout(lab.cluster, wiring=True)
     for index, (x0, x1, y) in layout.bridges.items():
         assert y < min(py for ref, (_, py) in layout.pods.items() if lab.cluster.pod_nodes[ref] == index)
@@ -248,3 +252,85 @@ def test_the_internet_host_and_node_ports_appear_with_a_node_port_service(lab):
     assert "internet" not in " ".join(t.get_text() for t in topology_figure(lab, internet=False).axes[0].texts)
     g = topology_graph(lab)
     assert g.nodes["svc:x/pub"]["node_ports"] == [30080]
+
+
+# ------------------------------------------------------------------ honest, uncluttered pictures (issue 13, h6 #16)
+PUBLIC = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "pub", "namespace": "x"},
+          "spec": {"type": "NodePort", "selector": {"app": "b"}, "ports": [{"port": 80, "nodePort": 30080}]}}
+TO_A = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "to-a", "namespace": "x"},
+        "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}
+
+
+def legend_of(fig) -> list[str]:
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def renderer_of(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def test_the_legend_lists_only_what_the_picture_draws():
+    with labkit.Lab("viz-legend", backend="sim", nodes=2) as lab:  # notebook 02's world: no policy, no Service
+        lab.apply([d for d in world() if d["kind"] in ("Namespace", "Pod")])
+        fig = topology_figure(lab, lab.matrix(), wiring=True)
+        labels = legend_of(fig)
+        assert labels == ["namespace x", "namespace y", "bridge cni0 in a node", "veth pair: pod eth0 <-> bridge port",
+                          "allowed: the connection worked"]
+        texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+        assert "bridge cni0" in texts and "node fabric" in texts  # what notebook 02 shows
+        assert "16 of 16 allowed (self-connections not drawn)" in fig.axes[0].get_title(loc="left")
+        assert "self-connections not counted" in topology_figure(lab, lab.matrix(), group="namespace"
+                                                                 ).axes[0].get_title(loc="left")
+        lab.apply(DENY_X_A)
+        labels = legend_of(topology_figure(lab, lab.matrix(port=81)))  # nothing listens on 81
+        assert "isolated for ingress" in labels and "isolated for egress (dashed ring)" not in labels
+        assert "refused: nothing listens on the port" in labels and "allowed: the connection worked" not in labels
+
+
+def test_the_node_port_label_sits_above_the_node_box_and_clear_of_its_title(lab):
+    from matplotlib.transforms import Bbox
+    lab.apply(PUBLIC)
+    fig = topology_figure(lab, internet=True)
+    renderer = renderer_of(fig)
+    ax = fig.axes[0]
+    texts = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    label = texts["198.18.0.1:30080"]
+    node_top = ax.transData.transform((0, compute_layout(lab.cluster, internet=True).boxes[0].y1))[1]
+    assert label.y0 > node_top  # above the node box's border, not across it
+    titles = [box for text, box in texts.items() if text.startswith("node-")]
+    assert titles and not any(Bbox.intersection(label, title) for title in titles)
+
+
+def test_services_option_draws_only_those_services_each_in_its_own_colour(lab):
+    lab.apply([PUBLIC, TO_A])
+    g = topology_graph(lab)
+    colours = {name: d["colour"] for name, d in g.nodes(data=True) if d["kind"] == "service"}
+    assert sorted(colours) == ["svc:x/pub", "svc:x/to-a", "svc:x/web"] and len(set(colours.values())) == 3
+    only = topology_graph(lab, services=["x/pub"])
+    assert [n for n, d in only.nodes(data=True) if d["kind"] == "service"] == ["svc:x/pub"]
+    assert only.nodes["svc:x/pub"]["colour"] == colours["svc:x/pub"]  # the same colour as in the full picture
+    assert [(u, v) for u, v, d in only.edges(data=True) if d["kind"] == "endpoint"] == [("svc:x/pub", "x/b")]
+    fig = topology_figure(lab, services=["x/pub"])
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "svc x/pub NodePort" in texts and "svc x/web" not in texts and "198.18.0.1:30080" in texts
+    assert "Service" in legend_of(fig) and "Service (one colour each)" in legend_of(topology_figure(lab))
+    with pytest.raises(LabkitError, match=r"services=.*no Service x/nope; choose among x/pub, x/to-a, x/web"):
+        topology_figure(lab, services=["x/nope"])
+    assert "svc" not in " ".join(t.get_text() for t in topology_figure(lab, services=[]).axes[0].texts)
+
+
+def test_service_lines_run_beside_the_columns_not_through_pod_labels(lab):
+    lab.apply([PUBLIC, TO_A])
+    fig = topology_figure(lab, internet=True)
+    renderer = renderer_of(fig)
+    ax = fig.axes[0]
+    labels = [t.get_window_extent(renderer) for t in ax.texts if "\n10.244." in t.get_text()]
+    assert len(labels) == len(PODS)
+    endpoint_lines = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(endpoint_lines) == 3  # x/web -> x/b, x/pub -> x/b, x/to-a -> x/a
+    for line in endpoint_lines:
+        path = line.get_transform().transform_path(line.get_path())
+        assert not any(path.intersects_bbox(box, filled=False) for box in labels), line.get_color()
