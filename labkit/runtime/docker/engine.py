@@ -19,6 +19,7 @@ from labkit.errors import BackendError, BackendUnavailable, CommandError
 
 NODE_AGENT = ["python3", "-m", "labkit.node"]
 MAX_OUTPUT = 1 << 20  # what an exec or a log read returns at most (the rest is cut, and said so)
+AGENT_MAX_OUTPUT = 64 << 20  # the node agent's own JSON (a 200-pod matrix is a few MiB), not a learner's output
 
 
 def connect(timeout: float = 30.0, base_url: str | None = None):
@@ -188,8 +189,9 @@ class ExecStream:
 
 
 def exec_raw(client, container_id: str, argv: list[str], stdin: bytes | None = None,
-             timeout: float = 60.0, what: str = "") -> tuple[int, bytes, bytes]:
-    """Run ``argv`` in a container, feeding ``stdin``; returns (exit code, stdout, stderr).
+             timeout: float = 60.0, what: str = "", limit: int = MAX_OUTPUT) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` in a container, feeding ``stdin``; returns (exit code, stdout, stderr), at most
+    ``limit`` bytes of output (the rest is cut, and said so).
 
     ``what`` names the container for people (``node-2 of lab 'demo'``) in errors."""
     api = client.api
@@ -213,14 +215,14 @@ def exec_raw(client, container_id: str, argv: list[str], stdin: bytes | None = N
             raw.shutdown(socket.SHUT_WR)
         while chunk := _recv(raw, deadline, f"{argv[0]} in {what}"):
             frames.feed(chunk)
-            if len(frames.stdout) + len(frames.stderr) > MAX_OUTPUT:  # the rest is not read: the
-                break                                                  # command gets EPIPE and ends
+            if len(frames.stdout) + len(frames.stderr) > limit:  # the rest is not read: the
+                break                                             # command gets EPIPE and ends
     finally:
         raw.close()
     code = api.exec_inspect(exec_id).get("ExitCode")
-    out, err = bytes(frames.stdout[:MAX_OUTPUT]), bytes(frames.stderr[:MAX_OUTPUT])
-    if len(frames.stdout) + len(frames.stderr) > MAX_OUTPUT:
-        err += f"\n[labkit: the output was cut at {MAX_OUTPUT // 2**20} MiB]\n".encode()
+    out, err = bytes(frames.stdout[:limit]), bytes(frames.stderr[:limit])
+    if len(frames.stdout) + len(frames.stderr) > limit:
+        err += f"\n[labkit: the output was cut at {limit // 2**20} MiB]\n".encode()
     return (code if code is not None else -1), out, err
 
 
@@ -228,7 +230,8 @@ def agent(client, container_id: str, command: str, payload: dict[str, Any] | Non
           timeout: float = 60.0, what: str = "") -> dict[str, Any]:
     """Call the in-image node agent: JSON in, JSON out; its errors become CommandError."""
     data = json.dumps(payload or {}).encode()
-    code, out, err = exec_raw(client, container_id, NODE_AGENT + [command], data, timeout, what)
+    code, out, err = exec_raw(client, container_id, NODE_AGENT + [command], data, timeout, what,
+                              limit=AGENT_MAX_OUTPUT)
     try:
         answer = json.loads(out.decode() or "{}")
     except json.JSONDecodeError:
