@@ -9,7 +9,12 @@ real CNI has too (Calico routes every pod through the node the same way):
   of pods, not its square;
 * the pod's MAC (``0a:58`` + its IPv4 address) and the node-side port's name (``lkp`` + the
   address in hex) follow from the address, so the node's anti-spoofing rules can be
-  rendered from the model alone.
+  rendered from the model alone;
+* the pods' bridge hands bridged frames to the node's IP hooks (``nf_call_iptables``), so a
+  frame a pod sends straight to another pod's MAC still meets the NetworkPolicy rules. It is
+  set on this bridge only: the node-wide switch stays off, because on the fabric bridge of
+  node-1 it would turn a NodePort connection that node-1 sends back to node-2 into a bridged
+  frame that is never masqueraded (and so never answered).
 
 Request part (in ``cni`` ADD): ``"route": {"ip", "gateway", "port", "mac", "gateway_mac"?}``
 (``gateway_mac`` fixes the bridge's own MAC, which otherwise follows its ports). The pod's
@@ -69,6 +74,7 @@ def route_pod(netns, ifname, bridge, result, spec):
         if not isinstance(gateway_mac, str) or not _MAC.match(gateway_mac):
             raise NodeError("route.gateway_mac: must look like 0a:58:0a:f4:01:01, got %r" % (gateway_mac,))
         _ip(["link", "set", "dev", bridge, "address", gateway_mac])
+    _ip(["link", "set", "dev", bridge, "type", "bridge", "nf_call_iptables", "1"])
     veth = host_port(result, bridge)
     if veth != port:
         _ip(["link", "set", "dev", veth, "down"])

@@ -24,8 +24,10 @@ NODE_OPTIONS = {  # never privileged: exactly the capabilities a node needs
 }
 NODE_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
-    "net.bridge.bridge-nf-call-iptables": "1",
-    "net.bridge.bridge-nf-call-ip6tables": "1",
+    # Off node-wide: the pods' bridge turns it on for itself (node/wiring.py); on node-1's fabric
+    # bridge it would keep NodePort traffic sent back to another node from being masqueraded.
+    "net.bridge.bridge-nf-call-iptables": "0",
+    "net.bridge.bridge-nf-call-ip6tables": "0",
     "net.ipv4.icmp_ratelimit": "0",
     "net.ipv4.conf.all.rp_filter": "0",
     # Pods reach each other through the gateway (routed); a redirect would tell them to go direct.
