@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 from labkit.connection import Connection
-from labkit.lab_values import Changes, Endpoints, Samples
+from labkit.lab_values import Changes, Endpoints, Lookup, Samples
 from labkit.lab_watch import ReadinessWatch
 from labkit.dataplane import rules_view, svc_trace
 from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
@@ -415,6 +415,11 @@ class Lab(ReadinessWatch):
         server) may run in a thread while probes and changes go on."""
         self._check_open()
         return self._runtime.exec(self.cluster.pod(pod).ref, list(argv), container)
+
+    def lookup(self, pod: str, name: str) -> Lookup:
+        """Resolve ``name`` as ``pod`` does (its resolv.conf: search path, ndots:5), with ``nslookup`` in it."""
+        result = self.exec(pod, ["nslookup", name])
+        return Lookup(self.cluster.pod(pod).ref, name, result.exit_code, result.output)
 
     def logs(self, pod: str, container: str | None = None) -> str:
         """What a pod's container (its first unless ``container`` is given) has written."""

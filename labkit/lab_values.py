@@ -2,7 +2,8 @@
 
 Owns ``Changes`` (what an apply/delete/label did), ``Endpoints`` (a Service's endpoints,
 ready or not, by address) and ``Samples`` (the attempts of ``lab.sample``, with a tally of who
-answered); they import nothing of labkit, so any layer may build them.
+answered) and ``Lookup`` (a DNS lookup from inside a pod); they import nothing of labkit, so any
+layer may build them.
 """
 from __future__ import annotations
 
@@ -56,6 +57,27 @@ class Samples(list):
         first = self[0]
         counted = ", ".join(f"{who} {n}" for who, n in sorted(self.tally().items()))
         return f"{len(self)} attempts {first.src} -> {first.dst}:{first.port}/{first.protocol}: {counted}"
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(repr(self)) + "</pre>"
+
+
+class Lookup:
+    """A DNS lookup made from inside a pod (``lab.lookup``): the addresses found, and nslookup's own output."""
+
+    def __init__(self, pod: str, name: str, exit_code: int, output: str):
+        self.pod, self.name, self.exit_code, self.output = pod, name, exit_code, output
+        lines = output.splitlines()
+        after_name = next((i for i, line in enumerate(lines) if line.startswith("Name:")), len(lines))
+        self.addresses = tuple(line.split()[-1] for line in lines[after_name:] if line.startswith("Address:"))
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and bool(self.addresses)
+
+    def __repr__(self) -> str:
+        found = ", ".join(self.addresses) if self.ok else "no address"
+        return f"{self.name} from {self.pod}: {found} (nslookup exit {self.exit_code})\n{self.output.rstrip()}"
 
     def _repr_html_(self) -> str:
         return "<pre>" + html.escape(repr(self)) + "</pre>"

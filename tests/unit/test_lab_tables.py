@@ -87,3 +87,14 @@ def test_delete_takes_a_pod_ref_and_the_repr_counts_only_the_learners_objects(st
     assert repr(store).splitlines()[-1].endswith("6 pods, 4 Services, 0 NetworkPolicies>")
     with labkit.Lab("tables-empty", backend="sim") as empty:
         assert repr(empty).splitlines()[-1].endswith("0 pods, 0 Services, 0 NetworkPolicies>")
+
+
+def test_lookup_resolves_as_the_pod_does():
+    with labkit.Lab("tables-dns", backend="sim") as lab:
+        lab.apply(exercises.world("03-debug-service"))
+        found = lab.lookup("store/client", "web")
+        assert found.ok and found.addresses == (lab.service_ip("store/web"),)
+        assert repr(found).startswith(f"web from store/client: {lab.service_ip('store/web')} (nslookup exit 0)")
+        missing = lab.lookup("store/client", "nope")
+        assert not missing.ok and missing.addresses == () and "no address" in repr(missing)
+        assert "<pre>" in found._repr_html_()
