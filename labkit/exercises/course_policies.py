@@ -379,7 +379,8 @@ WORKER_EGRESS = Exercise(
     keep_world=True,
     visitors=(Visitor("@worker-2", "shop", (("app", "worker"),)),
               Visitor("@shop-pod", "shop"),
-              Visitor("@outsider", NEW)),
+              Visitor("@outsider", NEW),
+              Visitor("@system-pod", "kube-system", (("app", "metrics-server"),))),
     expectations=(
         Reach("shop/worker", "api", 80, True, "the worker calls the api Service by its name (api:80)"),
         Reach("@worker-2", "api", 80, True, "a second worker pod calls api by its name too"),
@@ -399,6 +400,8 @@ WORKER_EGRESS = Exercise(
               "the worker reaches only the storage host on 443: not a pod in a new namespace"),
         Reach("shop/worker", "@outsider", 53, False,
               "the worker sends DNS queries to kube-dns only, not to a pod in a new namespace", "UDP"),
+        Reach("shop/worker", "@system-pod", 80, False,
+              "the worker reaches kube-dns only, not any pod of kube-system (a metrics server, say)"),
         Reach("@shop-pod", "@outsider", 80, True,
               "other pods of shop keep their egress: a new pod of shop reaches a pod in a new namespace"),
         Reach("shop/worker", "shop/api", 8080, True, "the worker reaches every api pod: api on its http-api 8080"),

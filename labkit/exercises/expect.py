@@ -185,7 +185,32 @@ class KeepsReadiness:
         if bare:
             return ExpectationResult(self.text, False, f"{', '.join(bare)} have no readinessProbe: without one a pod "
                                      "gets traffic before it can serve; fix the probe instead of removing it")
-        return ExpectationResult(self.text, True, f"{len(pods)} pods, each with a readinessProbe")
+        blind = sorted({why for p in pods for why in _blind_probes(ctx.lab.cluster.pods[p])})
+        if blind:
+            return ExpectationResult(self.text, False, "; ".join(blind) + ": a readiness probe must ask the app "
+                                     "whether it can serve")
+        return ExpectationResult(self.text, True, f"{len(pods)} pods, each with a readinessProbe that asks the app")
+
+
+_CONSTANT = {("true",), (":",), ("exit", "0"), ("sh", "-c", "true"), ("sh", "-c", "exit 0"), ("/bin/true",)}
+
+
+def _blind_probes(pod: Any) -> list[str]:
+    """Why a pod's readiness probes cannot tell whether the app serves: a port nothing of the container
+    serves, or a command that always succeeds."""
+    reasons = []
+    for c in pod.spec.containers:
+        probe = c.readiness_probe
+        if probe is None:
+            continue
+        if probe.kind == "exec" and tuple(probe.command) in _CONSTANT:
+            reasons.append(f"container {c.name}'s probe `{' '.join(probe.command)}` always succeeds")
+        elif probe.kind in ("tcpSocket", "httpGet"):
+            served = {p.container_port for p in c.ports} | {p.name for p in c.ports if p.name}
+            if probe.port not in served:
+                reasons.append(f"container {c.name}'s {probe.kind} probe checks port {probe.port}, which it does not "
+                               "serve")
+    return reasons
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 pass with a wrong design): each YAML in attacks/ is applied after the exercise's world and the
 policies its notebook gave, and the check must fail. Names say the exercise and the trick:
 port numbers instead of named ports, the whole internet on 443, a frontend open on every port, a
-sidecar that only sleeps, DNS to anywhere, a sandbox that also locks egress, a scenario policy
+sidecar that only sleeps, DNS to anywhere (or to all of kube-system), a readiness probe that always succeeds, a sandbox that also locks egress, a scenario policy
 undone by a new one, the check's own namespace excluded by name, an app moved instead of the
 Service fixed, a Deployment relabelled, a policy for the pods one can see."""
 from __future__ import annotations
