@@ -7,13 +7,14 @@ the lab as it was). Returns values; never prints.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
 import warnings
 import weakref
 from dataclasses import replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from labkit.connection import Connection
 from labkit.lab_values import Changes, Endpoints, Lookup, Samples
@@ -151,6 +152,7 @@ class Lab(ReadinessWatch):
         self._connections: set[Connection] = set()
         # called with the Changes after each successful apply/delete/label (e.g. a LabPanel refreshes)
         self.change_listeners: list[Callable[[Changes], None]] = []
+        self._quiet = threading.local()  # per thread: inside quiet_changes(), listeners are not called
         # Whatever happens to this object (garbage collection, interpreter exit), the lab goes.
         self._finalizer = weakref.finalize(self, _close_all, runtime, self.backend if self._owns_backend else None)
 
@@ -237,6 +239,7 @@ class Lab(ReadinessWatch):
         once a period), or as they are after ``timeout`` seconds — look at them either way."""
         deadline = time.monotonic() + timeout
         while len((found := self.endpoints(service)).ready) != ready and time.monotonic() < deadline:
+            self._check_open()  # a closed lab's readiness never changes again
             self._stop.wait(0.25)
         return found
 
@@ -260,9 +263,20 @@ class Lab(ReadinessWatch):
             self._check_open()
             return self._runtime.reset_connections()
 
+    @contextlib.contextmanager
+    def quiet_changes(self) -> Iterator[None]:
+        """Changes this thread makes inside the block do not call ``change_listeners`` (a check's own
+        short-lived pods: a panel should not redraw for them); other threads' changes still do."""
+        self._quiet.depth = getattr(self._quiet, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._quiet.depth -= 1
+
     def _change(self, op: dict[str, Any]) -> Changes:
         changes = Changes(self._commit(op))
-        for listener in list(self.change_listeners):  # outside the lock: a listener may probe the lab
+        listeners = [] if getattr(self._quiet, "depth", 0) else list(self.change_listeners)
+        for listener in listeners:  # outside the lock: a listener may probe the lab
             try:
                 listener(changes)
             except Exception as exc:  # the change is made: a failing listener is recorded, never fatal

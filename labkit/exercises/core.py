@@ -9,8 +9,11 @@ exercise; ``LABKIT_APPLY_SOLUTIONS=1`` asks notebooks to apply the reference sol
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import os
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -183,11 +186,32 @@ class Exercise:
         return tuple(e for e in self.expectations if hasattr(e, "reference"))
 
 
+_check_locks: "weakref.WeakKeyDictionary[Any, threading.Lock]" = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def _lock_of(lab: Any) -> threading.Lock:
+    with _locks_guard:
+        try:
+            return _check_locks.setdefault(lab, threading.Lock())
+        except TypeError:  # an object that cannot be weakly referenced: one lock for it now
+            return threading.Lock()
+
+
 def judge(exercise: Exercise, lab: Any, answers: Mapping[str, Any] | None = None) -> CheckResult:
     """Judge the learner's lab against every expectation of ``exercise``.
 
     The check first notes the scenario's policies that were removed or changed, then creates
-    its fresh pods (``exercise.visitors``), judges each expectation, and removes its pods again."""
+    its fresh pods (``exercise.visitors``), judges each expectation, and removes its pods again.
+    One check at a time per lab (a second waits: both would use the same fresh pods), and its
+    own short-lived changes do not call the lab's change listeners (a panel does not redraw)."""
+    with _lock_of(lab):
+        quiet = getattr(lab, "quiet_changes", None)
+        with (quiet() if quiet is not None else contextlib.nullcontext()):
+            return _judge(exercise, lab, answers)
+
+
+def _judge(exercise: Exercise, lab: Any, answers: Mapping[str, Any] | None) -> CheckResult:
     provided = provided_policies(exercise.provided)
     notes = selector_notes(lab, set(provided))
     outcomes = []

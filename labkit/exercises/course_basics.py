@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.errors import LabkitError
 from labkit.exercises.core import Exercise
 from labkit.exercises.expect import (Answer, EndpointsOf, KeepsReadiness, Localhost, PodsAnswer, PodShape, Reach,
                                      Serves, address, is_ip)
@@ -135,9 +136,12 @@ def _node_index(lab: Any, pod: str) -> int:
 
 
 def _seen_by_a2(lab: Any) -> str:
-    """The source address a2's server saw for a connection from b1 (as the probe reports it)."""
+    """The source address a2's server saw for a connection from b1, as the probe reports it."""
     result = lab.probe("net/b1", "net/a2", port=80)
-    return getattr(result, "client_ip", None) or lab.pod_ip("net/b1")
+    if not result.ok or not result.client_ip:
+        raise LabkitError(f"b1 cannot reach a2 on port 80 ({result.error}): the lab is not as the notebook made "
+                          "it; run its cells again")
+    return result.client_ip
 
 
 def _judge_seen(lab: Any, value: Any) -> tuple[bool, str]:

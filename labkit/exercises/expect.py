@@ -71,6 +71,11 @@ class Reach:
     def judge_result(self, ctx: Context, result: Any) -> ExpectationResult:
         src, dst, port, protocol = self.request(ctx)
         where = f"{src} -> {dst}:{port}/{protocol}"
+        if not self.allowed and not result.ok and result.error == "connection refused" and "/" in dst:
+            # policies come before listeners: a refusal means the packet reached the pod
+            return ExpectationResult(self.text, False, f"{where} should be blocked, but the connection reached "
+                                     f"{dst}, which refused it (nothing listens there): the policies let it through"
+                                     + _why(ctx.lab, src, dst, port, protocol))
         if result.ok == self.allowed:
             seen = f"answered by {result.answered_by}" if result.ok else f"blocked ({result.error})"
             return ExpectationResult(self.text, True, f"{where}: {seen}")

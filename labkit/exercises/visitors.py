@@ -89,13 +89,19 @@ def visiting(lab: Any, visitors: tuple[Visitor, ...],
 
 
 def _remove(lab: Any, visitors: tuple[Visitor, ...]) -> None:
-    """Delete the check's namespaces and, in the exercise's namespaces, exactly the check's pods."""
-    for name in [n for n in lab.cluster.namespaces if is_visitor_namespace(n)]:
-        lab.delete("namespace", name, "")
-    for v in visitors:
-        pod = lab.cluster.pods.get(f"{v.namespace}/{v.pod_name}") if v.namespace else None
-        if pod is not None and pod.owner is None:
-            lab.delete("pod", v.pod_name, v.namespace)
+    """Delete the check's namespaces and, in the exercise's namespaces, exactly the check's pods; every
+    one is tried even when one fails, and then the first failure is raised (nothing is left silently)."""
+    steps = [("namespace", n, "") for n in lab.cluster.namespaces if is_visitor_namespace(n)]
+    steps += [("pod", v.pod_name, v.namespace) for v in visitors if v.namespace
+              and (pod := lab.cluster.pods.get(f"{v.namespace}/{v.pod_name}")) is not None and pod.owner is None]
+    failed: list[LabkitError] = []
+    for kind, name, namespace in steps:
+        try:
+            lab.delete(kind, name, namespace)
+        except LabkitError as exc:
+            failed.append(exc)
+    if failed:
+        raise failed[0]
 
 
 def provided_policies(text: str) -> dict[str, NetworkPolicy]:
@@ -127,7 +133,7 @@ def world_intact(lab: Any, world: str) -> ExpectationResult:
             live = lab.cluster.pods.get(obj.ref)
             if live is None:
                 problems.append(f"pod {obj.ref} is gone: run the notebook's cell that creates it again")
-            elif (live.labels, live.spec.ports()) != (obj.labels, obj.spec.ports()):
+            elif (live.labels, live.spec.containers) != (obj.labels, obj.spec.containers):
                 problems.append(f"pod {obj.ref} was relabelled or changed: apply the notebook's version again")
         elif isinstance(obj, Service):
             live = lab.cluster.services.get(obj.ref)

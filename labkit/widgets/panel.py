@@ -47,6 +47,7 @@ class LabPanel(W.VBox):
         self.stale = False
         self._shown: Any = None  # the lab's cluster at the last refresh
         self._scheduled: Any = None
+        self._home_loop = running_loop()  # the kernel's loop, if any: listeners from other threads go there
         self._previous: Matrix | None = None  # the matrix before the latest change, for {"only": "changes"}
         self.drawn = 0
         self._drawn_key: tuple | None = None
@@ -137,8 +138,12 @@ class LabPanel(W.VBox):
         """A change-listener of the lab: mark the view stale, refresh when the kernel is free."""
         if self.lab.cluster is self._shown:
             return
-        self.stale = True
         loop = running_loop()
+        home = self._home_loop
+        if loop is None and home is not None and home.is_running():  # another thread changed the lab:
+            home.call_soon_threadsafe(self._lab_changed, _changes)     # widgets are updated on the kernel's
+            return                                                      # own loop, never from that thread
+        self.stale = True
         if self.auto_refresh and loop is not None and self._scheduled is None:
             self._scheduled = loop.call_soon(self._scheduled_refresh)
         self._show_banner()

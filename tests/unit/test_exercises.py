@@ -275,3 +275,30 @@ def test_the_package_documents_itself_and_never_prints():
         assert ast.get_docstring(tree), f"{path.name} needs a module docstring"
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
         assert not calls, f"{path.name} prints"
+
+
+def test_two_checks_at_once_wait_for_each_other_and_leave_the_lab_as_it_was(fresh):
+    """A Check button and a check() in a cell at the same time: the second waits, both see their own pods."""
+    import threading  # noqa: PLC0415
+    lab = fresh("06-three-tier")
+    lab.apply(solution("06-three-tier"))
+    before = (sorted(lab.cluster.pods), sorted(lab.cluster.namespaces))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(check("06-three-tier", lab))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and all(r.passed for r in results), [r.progress for r in results]
+    assert (sorted(lab.cluster.pods), sorted(lab.cluster.namespaces)) == before
+
+
+def test_a_checks_own_pods_do_not_call_the_labs_change_listeners(fresh):
+    """A panel on the lab must not redraw for the check's short-lived pods; the learner's changes still reach it."""
+    lab = fresh("04-dev-sandbox")
+    heard = []
+    lab.change_listeners.append(heard.append)
+    check("04-dev-sandbox", lab)
+    assert heard == []
+    lab.apply(solution("04-dev-sandbox"))
+    assert len(heard) == 1 and "networkpolicy/dev/dev-sandbox" in str(heard[0])
