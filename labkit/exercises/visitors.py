@@ -2,10 +2,11 @@
 scenario's own policies, and notes on selectors that match nothing.
 
 Owns the check's *visitors*: pods created at check time (in the exercise's namespaces and in
-a new namespace, ``check-visitors``), so a design that fences in only the few pods it knows
-fails; they are always removed again, also when judging fails. It also owns the integrity of
-the policies the scenario provided (removed or changed: the check fails and says which) and
-the notes on the learner's own policies whose selectors match no pod or namespace.
+a new namespace, ``check-visitors-`` plus a random suffix, so no selector can name it), so a
+design that fences in only the few pods it knows fails; they are always removed again, also
+when judging fails. It also owns the integrity of the scenario (the policies it provided, and
+for policy-only tasks its pods and Services: removed or changed, the check fails and says
+which) and the notes on the learner's own policies whose selectors match no pod or namespace.
 """
 from __future__ import annotations
 
