@@ -13,7 +13,7 @@ from typing import Any
 
 from labkit.errors import LabkitError
 from labkit.exercises.core import Exercise
-from labkit.exercises.expect import (Answer, EndpointsOf, KeepsReadiness, Localhost, PodsAnswer, PodShape, Reach,
+from labkit.exercises.expect import (Answer, Context, EndpointsOf, KeepsReadiness, Localhost, PodsAnswer, PodShape, Reach,
                                      Serves, address, is_ip)
 from labkit.exercises.visitors import NEW, Visitor
 from labkit.model import addressing
@@ -363,16 +363,10 @@ spec:
 
 def _reaches_shop_web(lab: Any, name: str) -> tuple[bool, str]:
     """Probe ``name`` from store/client: every answer must come from a pod of Deployment shop/web."""
-    results = lab.sample("store/client", name, port=80, count=6)
-    wanted = {ref for ref, pod in lab.cluster.pods.items() if pod.owner == "Deployment shop/web"}
-    answered = {r.answered_by for r in results if r.ok}
-    if not answered:
-        errors = sorted({str(r.error) for r in results})
-        return False, f"from store/client it does not connect ({'; '.join(errors)})"
-    if not answered <= wanted:
-        return False, (f"from store/client it is answered by {', '.join(sorted(answered - wanted))}: that is not "
-                       "shop's web (a short name is looked up in the client's own namespace first)")
-    return True, f"from store/client it reaches shop's web ({', '.join(sorted(answered))})"
+    seen = Serves("store/client", name, 80, "shop/web", "", spread=False,
+                  wrong_pods="that is not shop's web (a short name is looked up in the client's own namespace "
+                             "first)").judge(Context(lab))
+    return seen.passed, seen.detail
 
 
 def _judge_short(lab: Any, value: Any) -> tuple[bool, str]:

@@ -108,6 +108,8 @@ class Serves:
     owner: str
     text: str
     attempts: int = 12
+    wrong_pods: str = "the selector picks the wrong pods"  # what answers from other pods mean here
+    spread: bool = True  # every pod of the Deployment must get some of the attempts
 
     def judge(self, ctx: Context) -> ExpectationResult:
         src = ctx.ref(self.src)
@@ -121,13 +123,13 @@ class Serves:
         where = f"{src} -> {self.name}:{self.port}"
         if strangers:
             return ExpectationResult(self.text, False, f"{where}: answered by {', '.join(strangers)}, which are not "
-                                     f"pods of Deployment {self.owner}: the selector picks the wrong pods")
+                                     f"pods of Deployment {self.owner}: {self.wrong_pods}")
         if len(answered) < len(results):
             errors = sorted({r.error for r in results if not r.ok})
             return ExpectationResult(self.text, False, f"{where}: {len(results) - len(answered)} of {len(results)} "
                                      f"attempts failed ({'; '.join(map(str, errors))}){_endpoint_words(ctx, self.name, src)}")
         spread = sorted(set(answered))
-        if len(wanted) > 1 and len(spread) < 2:
+        if self.spread and len(wanted) > 1 and len(spread) < 2:
             return ExpectationResult(self.text, False, f"{where}: only {spread[0]} answered {len(results)} attempts: "
                                      f"the other pods of {self.owner} get no traffic")
         return ExpectationResult(self.text, True, f"{where}: answered by {', '.join(spread)}")
@@ -210,8 +212,8 @@ def _blind_probes(pod: Any) -> list[str]:
             continue
         if probe.kind == "exec" and tuple(probe.command) in _CONSTANT:
             reasons.append(f"container {c.name}'s probe `{' '.join(probe.command)}` always succeeds")
-        elif probe.kind in ("tcpSocket", "httpGet"):
-            served = {p.container_port for p in c.ports} | {p.name for p in c.ports if p.name}
+        elif probe.kind in ("tcpSocket", "httpGet"):  # a number: any port of the pod; a name: the container's
+            served = {p.container_port for p in pod.spec.served_ports()} | {p.name for p in c.ports if p.name}
             if probe.port not in served:
                 reasons.append(f"container {c.name}'s {probe.kind} probe checks port {probe.port}, which it does not "
                                "serve")

@@ -19,6 +19,7 @@ from labkit.errors import LabkitError
 from labkit.exercises.expect import ExpectationResult
 from labkit.model.manifests import parse
 from labkit.model.objects import LabelSelector, NetworkPolicy, Pod, Service
+from labkit.semantics import policy as pol
 
 NEW = ""  # Visitor.namespace for "a namespace created for the check"
 VISITOR_NAMESPACE = "check-visitors"  # the new namespace is this plus a random suffix, new at every check
@@ -187,13 +188,8 @@ def _describe(peer: Any) -> str:
 
 
 def _matches_nothing(cluster: Any, policy: NetworkPolicy, peer: Any) -> bool:
+    """No pod of the lab (the check's own left out) matches ``peer``; an ipBlock always may match."""
     if peer.ip_block is not None:
         return False
-    if peer.namespace_selector is not None:
-        namespaces = [n for n, ns in cluster.namespaces.items() if peer.namespace_selector.matches(ns.labels)
-                      and not is_visitor_namespace(n)]
-    else:
-        namespaces = [policy.namespace]
-    selector = peer.pod_selector or LabelSelector()
-    return not any(p.namespace in namespaces and selector.matches(p.labels) and not _visitor(p.name)
-                   for p in cluster.pods.values())
+    return not any(pol.peer_matches(cluster, policy, peer, p, cluster.pod_ips.get(p.ref, ""))
+                   for p in cluster.pods.values() if not _visitor(p.name) and not is_visitor_namespace(p.namespace))
