@@ -146,6 +146,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    with _Using(args) as lab:
+        walk = lab.trace(args.src, args.dst, args.port, args.protocol)
+        _out(json.dumps(walk.to_dict(), indent=2) if args.json else str(walk))
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     with _Using(args) as lab:
         result = lab.probe(args.src, args.dst, args.port, args.protocol, timeout=args.timeout)
@@ -352,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("matrix", cmd_matrix, "reachability matrix of every pod pair", [files, conn])
     sp.add_argument("--namespace", action="append", help="only pods of this namespace (repeatable)")
     for name, func, help_ in (("explain", cmd_explain, "why SRC can or cannot reach DST"),
-                              ("probe", cmd_probe, "connect from SRC to DST once")):
+                              ("probe", cmd_probe, "connect from SRC to DST once"),
+                              ("trace", cmd_trace, "one connection from SRC to DST, hop by hop through the kernel's "
+                                                   "rules")):
         sp = add(name, func, help_, [files, conn])
         sp.add_argument("src")
         sp.add_argument("dst")

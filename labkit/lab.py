@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator, Mapping
 from labkit.connection import Connection
 from labkit.lab_values import Changes, Endpoints, Lookup, Samples
 from labkit.lab_watch import ReadinessWatch
-from labkit.dataplane import rules_view, svc_trace
+from labkit.lab_observe import Observing
+from labkit.dataplane import rules_view
 from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
 from labkit.model import fields
 from labkit.model.cluster import Cluster, pod_ref
@@ -40,7 +41,7 @@ class LabkitNotice(UserWarning):
     """Shown once when ``backend="auto"`` falls back to the simulated backend."""
 
 
-class Lab(ReadinessWatch):
+class Lab(ReadinessWatch, Observing):
     """A small Kubernetes-like cluster to experiment with. Use it as a context manager.
 
     Args:
@@ -454,25 +455,6 @@ class Lab(ReadinessWatch):
         with self._lock:
             text = self._runtime.rules()
         return text if wanted is None else rules_view.select(text, wanted)
-
-    def exec_node(self, node: str, argv: list[str]) -> ExecResult:
-        """A read-only view of ``node`` ("node-1"): ``["ip", "route"]``, ``["ip", "addr", "show", "cni0"]``,
-        ``["ip", "link", "show", "master", "cni0"]`` or ``["bridge", "link"]`` (nothing else runs in a node)."""
-        self._check_open()
-        return self._runtime.exec_node(node, list(argv))
-
-    def trace_service(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> svc_trace.ServiceTrace:
-        """Make one connection from ``src`` (a pod, or ``"internet"``) to a Service (its DNS name, ``ns/name``,
-        ClusterIP, or a node address for a NodePort) and show the kube-proxy rules it went through, from the
-        ruleset in force (``lab.rules()``): dispatch, endpoint choice, DNAT, and masquerade when it applies."""
-        self._check_open()
-        protocol = fields.protocol(protocol, "protocol")
-        fields.port_number(port, "port")
-        src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
-        ip = svc_trace.destination(self.cluster, src, dst)
-        result = self.probe(src, ip, port, protocol)
-        with self._lock:
-            return svc_trace.trace(self.cluster, self.rules(), src, ip, port, protocol, result)
 
 
 def _counts(cluster: Cluster) -> str:

@@ -20,6 +20,8 @@ POD_IFNAME = "eth0"
 SVC_TABLE = "labkit-svc"         # family ip
 POL_TABLE = "labkit-pol"         # family inet
 GUARD_TABLE = "labkit-guard"     # family bridge: anti-spoofing on each pod's port
+TRACE_TABLE = "labkit-trace"     # families bridge and ip: marks one packet walk's connection, for a moment
+FLOWS_TABLE = "labkit-flows"     # family ip: marks every new connection while a flow log runs
 CNI_NETWORK = "labkit"
 
 

@@ -70,7 +70,12 @@ def parse_request(request):
         if isinstance(dns_port, bool) or not isinstance(dns_port, int) \
                 or not 1 <= dns_port <= 65535:
             raise NodeError("%s.dns_port: must be an integer 1-65535" % where)
+        sport = spec.get("sport")
+        if sport is not None and (isinstance(sport, bool) or not isinstance(sport, int)
+                                  or not 1024 <= sport <= 65535):
+            raise NodeError("%s.sport: must be an integer 1024-65535 (the source port to use)" % where)
         specs.append({
+            "sport": sport,
             "id": str(spec.get("id", index)), "dst": dst, "port": port,
             "protocol": proto.upper(), "dns_port": dns_port,
             "netns": _optional_str(spec, "netns", where),
@@ -103,7 +108,14 @@ def _read_answer(sock, deadline):
     return data, None
 
 
-def _stream_probe(addr, port, proto, deadline, result):
+def _bind(sock, sport):
+    """Use source port ``sport`` (a packet walk marks exactly this connection), if given."""
+    if sport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", sport))
+
+
+def _stream_probe(addr, port, proto, deadline, result, sport=None):
     try:
         sock = socket.socket(_family(addr), socket.SOCK_STREAM, proto)
     except OSError as exc:
@@ -115,6 +127,7 @@ def _stream_probe(addr, port, proto, deadline, result):
     with sock:
         sock.settimeout(max(deadline - time.monotonic(), 0.001))
         try:
+            _bind(sock, sport)
             sock.connect((addr, port))
             sock.sendall(PAYLOAD)
         except OSError as exc:
@@ -125,10 +138,11 @@ def _stream_probe(addr, port, proto, deadline, result):
         return data if not error else None
 
 
-def _udp_probe(addr, port, deadline, result):
+def _udp_probe(addr, port, deadline, result, sport=None):
     with socket.socket(_family(addr), socket.SOCK_DGRAM) as sock:
         try:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            _bind(sock, sport)
             sock.connect((addr, port))
             sock.send(PAYLOAD)
             return sock.recv(65535)
@@ -178,10 +192,10 @@ def run_one(spec):
     started = time.monotonic()
     deadline = started + spec["timeout"]
     if spec["protocol"] == "UDP":
-        data = _udp_probe(addr, spec["port"], deadline, result)
+        data = _udp_probe(addr, spec["port"], deadline, result, spec.get("sport"))
     else:
         proto = IPPROTO_SCTP if spec["protocol"] == "SCTP" else socket.IPPROTO_TCP
-        data = _stream_probe(addr, spec["port"], proto, deadline, result)
+        data = _stream_probe(addr, spec["port"], proto, deadline, result, spec.get("sport"))
     result["latency_ms"] = round((time.monotonic() - started) * 1000.0, 2)
     if data is not None and result["error"] is None:
         result["ok"] = True

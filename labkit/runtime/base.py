@@ -164,6 +164,7 @@ class ProbeRequest:
     dst: str
     port: int
     protocol: str = "TCP"
+    sport: int | None = None  # the client's source port (a packet walk marks exactly this connection)
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,11 @@ class LabRuntime(ABC):
     @abstractmethod
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         """Run ``argv`` in an app container of ``pod``."""
+
+    def walk(self, request: ProbeRequest, timeout: float) -> tuple[ProbeResult, list]:
+        """Make ``request`` (its ``sport`` set) with the kernel tracing that connection on every node:
+        the result and the trace's events (``labkit.dataplane.nft_trace.TraceEvent``), in order."""
+        raise LabkitError(f"the {type(self).__name__} runtime cannot trace packets: use backend='docker' or 'sim'")
 
     def exec_node(self, node: str, argv: list[str]) -> ExecResult:
         """One read-only view of a node (``labkit.runtime.node_views.VIEWS``: routes, the bridge)."""

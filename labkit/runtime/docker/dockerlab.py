@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Callable
 
 from labkit import __version__
@@ -27,7 +28,7 @@ from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import LabRuntime, PodLimits, ProbeRequest, Readiness, StepHook
 from labkit.runtime import neighbours, node_views
-from labkit.runtime.docker import engine, nodes, pods, readiness
+from labkit.runtime.docker import engine, nodes, pods, readiness, tracing
 from labkit.runtime.docker import labels as lk
 from labkit.semantics import oracle
 
@@ -324,38 +325,50 @@ class DockerLab(LabRuntime):
         for k, r in enumerate(requests):  # group 0: the internet host
             src = self._src(r.src)
             groups.setdefault(0 if src == oracle.INTERNET else self.cluster.pod_nodes[src], []).append(
-                (k, ProbeRequest(src, r.dst, r.port, r.protocol), self._dst_ip(r.dst)))
+                (k, replace(r, src=src), self._dst_ip(r.dst)))
         results: list[ProbeResult | None] = [None] * len(requests)
 
         def run(item: tuple[int, list[tuple[int, ProbeRequest, str]]]) -> None:
             index, batch = item
-            payload = {"timeout": timeout, "probes": [
-                {"id": str(k), "dst": target, "port": r.port, "protocol": r.protocol} | (
-                    {} if index == 0 else {"netns": self.pods[r.src].netns, "resolv_conf": self.pods[r.src].resolv_conf})
-                for k, r, target in batch]}
+            payload = {"timeout": timeout, "probes": [self.probe_spec(k, r) for k, r, _ in batch]}
             where = self.internet.id if index == 0 else self.nodes[index - 1].id
             what = f"the internet host of lab {self.name!r}" if index == 0 else self.nodes[index - 1].what
             answer = engine.agent(self.client, where, "probe", payload, timeout=timeout * 4 + 30, what=what)
             for res in answer["results"]:
-                k = int(res["id"])
-                r = requests[k]
-                results[k] = ProbeResult(bool(res["ok"]), res.get("latency_ms"),
-                                         res.get("answer") if res["ok"] else None,
-                                         None if res["ok"] else res.get("error"), False, self._src(r.src), r.dst,
-                                         r.port, r.protocol, client_ip=res.get("client_ip") if res["ok"] else None)
+                results[int(res["id"])] = self.probe_result(res, requests[int(res["id"])])
 
         before = neighbours.read(self._local)
         with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
             list(pool.map(run, groups.items()))
         done = [r for r in results if r is not None]
+        self.judge_failures(done, before)
+        return done
+
+    def probe_spec(self, k: int, r: ProbeRequest) -> dict:
+        """The node agent's spec of one probe (``r.src`` already a pod ref or the internet host)."""
+        return {"id": str(k), "dst": self._dst_ip(r.dst), "port": r.port, "protocol": r.protocol} | (
+            {"sport": r.sport} if r.sport else {}) | ({} if r.src == oracle.INTERNET else {
+                "netns": self.pods[r.src].netns, "resolv_conf": self.pods[r.src].resolv_conf})
+
+    def probe_result(self, res: dict, r: ProbeRequest) -> ProbeResult:
+        ok = bool(res["ok"])
+        return ProbeResult(ok, res.get("latency_ms"), res.get("answer") if ok else None,
+                           None if ok else res.get("error"), False, self._src(r.src), r.dst, r.port, r.protocol,
+                           client_ip=res.get("client_ip") if ok else None)
+
+    def neighbour_snapshot(self):
+        """The kernel's neighbour-table use now (to tell a full table from a denial afterwards)."""
+        return neighbours.read(self._local)
+
+    def judge_failures(self, done: list[ProbeResult], before) -> None:
+        """A failure must be a verdict of the rules, never a broken lab or a full kernel table."""
         failed = [r for r in done if not r.ok]
-        if failed:  # a failure must be a verdict of the rules, never a broken lab or a full kernel table
+        if failed:
             note = neighbours.overflow_note(before, neighbours.read(self._local))
             if note:
                 raise BackendError(note)
             by_ip = self.cluster.pod_by_ip()
             self.check_pods({r.src for r in failed} | {by_ip.get(self._dst_ip(r.dst), "") for r in failed})
-        return done
 
     def _app(self, pod: str, container: str | None):
         ref = self.cluster.pod(pod).ref
@@ -374,6 +387,9 @@ class DockerLab(LabRuntime):
         code, out, err = engine.exec_raw(self.client, self._app(pod, container).id, list(argv), timeout=60,
                                          what=f"pod {self.cluster.pod(pod).ref} of lab {self.name!r}")
         return ExecResult(code, (out + err).decode(errors="replace"))
+
+    def walk(self, request: ProbeRequest, timeout: float) -> tuple[ProbeResult, list]:
+        return tracing.walk(self, request, timeout)
 
     def exec_node(self, node: str, argv: list[str]) -> ExecResult:
         """One read-only view of a node (the allow-list of ``node_views``), run in the node's container."""

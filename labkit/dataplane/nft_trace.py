@@ -1,0 +1,145 @@
+"""The kernel's own trace of chosen packets: which packets to mark, and what ``nft monitor trace`` said.
+
+Owns the two trace tables and the reading of the trace. ``walk_tables(sport, protocol)`` marks
+one connection only, by its client's source port, in both directions (``meta nftrace set 1``
+before any other hook: bridge prerouting for frames from a pod's port or the fabric, ip
+prerouting for routed packets); ``flow_tables()`` marks the first packet of every new
+connection (after conntrack). ``disarm`` removes either, idempotently. ``parse_line`` turns
+one monitor line into a ``TraceEvent``; ``chain_comments`` reads what each chain of a rendered
+ruleset is for. Pure: text in, values out.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from labkit.dataplane import names
+
+_PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+MARK = "meta nftrace set 1"
+WALK_SPORTS = (20000, 29999)  # a walk's client port: below Linux's ephemeral range (32768-60999), so no other
+                              # client of the lab uses it at the same time
+
+
+def walk_tables(sport: int, protocol: str) -> str:
+    """Trace tables for one connection whose client uses source port ``sport`` (both directions)."""
+    proto = _PROTO[protocol]
+    rules = [f"meta l4proto {proto} th sport {sport} {MARK}", f"meta l4proto {proto} th dport {sport} {MARK}"]
+    out = [disarm(names.TRACE_TABLE, ("bridge", "ip"))]
+    for family in ("bridge", "ip"):
+        out += [f"table {family} {names.TRACE_TABLE} {{", "  chain walk {",
+                "    type filter hook prerouting priority -350; policy accept;",
+                *(f"    {r} {names.nft_comment('labkit packet walk: trace this connection')}" for r in rules),
+                "  }", "}"]
+    return "\n".join(out) + "\n"
+
+
+def flow_tables() -> str:
+    """A trace table that marks the first packet of every new connection (the flow log)."""
+    return disarm(names.FLOWS_TABLE, ("ip",)) + "\n".join([
+        f"table ip {names.FLOWS_TABLE} {{", "  chain new-flows {",
+        "    type filter hook prerouting priority -150; policy accept;",
+        f"    ct state new {MARK} {names.nft_comment('labkit flow log: trace new connections')}",
+        "  }", "}"]) + "\n"
+
+
+def disarm(table: str = names.TRACE_TABLE, families: tuple[str, ...] = ("bridge", "ip")) -> str:
+    """Remove trace tables (present or not) in one transaction."""
+    return "".join(f"add table {f} {table}\ndelete table {f} {table}\n" for f in families)
+
+
+_LINE = re.compile(r"^trace id (\S+) (\S+) (\S+) (\S+) (packet|rule|policy|verdict|unknown rule)\b:? ?(.*)$")
+_VERDICT = re.compile(r"^(.*) \(verdict ([^)]*)\)\s*$")
+_FIELDS = {
+    "iif": r'iif "([^"]+)"', "oif": r'oif "([^"]+)"', "saddr": r"\bip saddr (\S+)", "daddr": r"\bip daddr (\S+)",
+    "ip_id": r"\bip id (\d+)", "ttl": r"\bip ttl (\d+)", "length": r"\bip length (\d+)",
+    "sport": r"\b(?:tcp|udp|sctp) sport (\d+)", "dport": r"\b(?:tcp|udp|sctp) dport (\d+)",
+    "flags": r"\btcp flags == (\S+)", "proto": r"\b(tcp|udp|sctp|icmp) ",
+    "mark": r"\bmeta mark (0x[0-9a-f]+)",
+}
+_TCP_FLAGS = ((0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK"))
+
+
+def tcp_flags(text: str) -> str:
+    """``0x12`` or ``syn`` (as nft prints them) -> ``SYN,ACK``."""
+    if text.startswith("0x"):
+        bits = int(text, 16)
+        return ",".join(name for bit, name in _TCP_FLAGS if bits & bit) or text
+    return ",".join(part.upper() for part in text.split("|"))
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One line of the kernel's trace, on one node: a packet entering a chain, a rule that matched
+    (with its verdict), or a base chain's policy."""
+
+    node: str
+    t: float
+    trace_id: str
+    family: str
+    table: str
+    chain: str
+    kind: str                # "packet" | "rule" | "policy" | "verdict"
+    text: str = ""           # the rule, as nft lists it (with its comment)
+    verdict: str = ""        # "accept", "drop", "continue", "jump x", "goto y", "return", ...
+    packet: dict = field(default_factory=dict)  # for "packet": iif, oif, saddr, daddr, sport, dport, ...
+
+    @property
+    def where(self) -> str:
+        return f"{self.family} {self.table} {self.chain}"
+
+    @property
+    def ours(self) -> bool:
+        """A line of labkit's own marking tables (not part of the lab's rules)."""
+        return self.table in (names.TRACE_TABLE, names.FLOWS_TABLE)
+
+
+def parse_packet(text: str) -> dict:
+    found = {}
+    for key, pattern in _FIELDS.items():
+        m = re.search(pattern, text)
+        if m:
+            value = m.group(1)
+            found[key] = int(value) if key in ("ip_id", "ttl", "length", "sport", "dport") else value
+    if "flags" in found:
+        found["flags"] = tcp_flags(found["flags"])
+    if "proto" not in found and "flags" in found:
+        found["proto"] = "tcp"
+    return found
+
+
+def parse_line(node: str, t: float, line: str) -> TraceEvent | None:
+    """One ``nft monitor trace`` line; None for lines that are not trace events."""
+    m = _LINE.match(line.strip())
+    if not m:
+        return None
+    trace_id, family, table, chain, kind, rest = m.groups()
+    rest = rest.strip()
+    if kind == "packet":
+        return TraceEvent(node, t, trace_id, family, table, chain, "packet", packet=parse_packet(rest))
+    if kind == "policy":
+        return TraceEvent(node, t, trace_id, family, table, chain, "policy", verdict=rest.split()[0] if rest else "")
+    if kind == "verdict":
+        return TraceEvent(node, t, trace_id, family, table, chain, "verdict", verdict=rest)
+    vm = _VERDICT.match(rest)
+    text, verdict = (vm.group(1), vm.group(2)) if vm else (rest, "")
+    return TraceEvent(node, t, trace_id, family, table, chain, "rule", text=text.strip(), verdict=verdict.strip())
+
+
+_CHAIN = re.compile(r"^\s*chain (\S+) \{")
+_COMMENT = re.compile(r'^\s*comment "(.*)"\s*$')
+
+
+def chain_comments(ruleset: str) -> dict[str, str]:
+    """``{chain name: its comment}`` for every commented chain of a ruleset's text."""
+    out, current = {}, None
+    for line in ruleset.splitlines():
+        m = _CHAIN.match(line)
+        if m:
+            current = m.group(1)
+            continue
+        c = _COMMENT.match(line)
+        if c and current and current not in out:
+            out[current] = c.group(1)
+        current = None if c or not line.strip() else current
+    return out

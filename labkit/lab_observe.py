@@ -1,0 +1,85 @@
+"""Looking at the lab's packets: one connection's walk through the kernel's rules, captures, the
+flow log, and the read-only views of a node.
+
+Owns ``Observing``, a mixin of ``Lab`` (which sets ``cluster``, ``_runtime``, ``_lock`` and the
+methods ``_check_open``, ``probe``, ``rules``): every method here reads the lab, none changes
+its objects. The work is done by ``labkit.probe.walk`` (the packet walk), ``labkit.probe.pcap``
+(captures) and ``labkit.probe.flowlog`` (the live flow log) and by the runtime.
+"""
+from __future__ import annotations
+
+import random
+
+from labkit.dataplane import nft_trace, svc_trace
+from labkit.errors import ModelError
+from labkit.model import fields
+from labkit.probe import walk as packet_walk
+from labkit.results import ExecResult
+from labkit.runtime.base import ProbeRequest
+from labkit.semantics import oracle, services
+
+
+class Observing:
+    """The observation side of ``Lab``."""
+
+    def exec_node(self, node: str, argv: list[str]) -> ExecResult:
+        """A read-only view of ``node`` ("node-1"): ``["ip", "route"]``, ``["ip", "addr", "show", "cni0"]``,
+        ``["ip", "link", "show", "master", "cni0"]`` or ``["bridge", "link"]`` (nothing else runs in a node)."""
+        self._check_open()
+        return self._runtime.exec_node(node, list(argv))
+
+    def trace_service(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> svc_trace.ServiceTrace:
+        """Make one connection from ``src`` (a pod, or ``"internet"``) to a Service (its DNS name, ``ns/name``,
+        ClusterIP, or a node address for a NodePort) and show the kube-proxy rules it went through, from the
+        ruleset in force (``lab.rules()``): dispatch, endpoint choice, DNAT, and masquerade when it applies."""
+        self._check_open()
+        protocol = fields.protocol(protocol, "protocol")
+        fields.port_number(port, "port")
+        src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
+        ip = svc_trace.destination(self.cluster, src, dst)
+        result = self.probe(src, ip, port, protocol)
+        with self._lock:
+            return svc_trace.trace(self.cluster, self.rules(), src, ip, port, protocol, result)
+
+    def trace(self, src: str, dst: str, port: int = 80, protocol: str = "TCP",
+              timeout: float = 1.0) -> packet_walk.Walk:
+        """Make one connection from ``src`` (a pod, or ``"internet"``) to ``dst`` (a pod ref, an IP, or a
+        Service's DNS name) and show what the kernel did with it, hop by hop on every node it crossed:
+        each rule that matched (anti-spoofing, Service dispatch, the endpoint chosen, DNAT, the policy
+        chains, masquerade) and the answer's way back, next to ``explain``. Only this connection is
+        traced, and tracing is off again afterwards. On sim: the oracle's hops, labelled simulated."""
+        self._check_open()
+        fields.port_number(port, "port")
+        protocol = fields.protocol(protocol, "protocol")
+        src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
+        ip = self._address_of(src, dst)
+        request = ProbeRequest(src, ip, port, protocol, random.randint(*nft_trace.WALK_SPORTS))
+        with self._lock:
+            cluster = self.cluster
+            if self._runtime.simulated:
+                result = self._runtime.probe([request], timeout)[0]
+                found = packet_walk.simulated(cluster, src, dst, ip, port, protocol, result)
+            else:
+                result, events = self._runtime.walk(request, timeout)
+                found = packet_walk.observed(cluster, src, dst, ip, port, protocol, result, events, request.sport)
+        if ip != dst and not oracle.is_ip(dst) and "/" not in dst:
+            found.request.insert(0, packet_walk.Hop("", "dns", f"{dst!r} resolves to {ip} (cluster DNS; the "
+                                                               "lookup itself is not part of this walk)"))
+        return found
+
+    def _address_of(self, src: str, dst: str) -> str:
+        """The address a connection to ``dst`` goes to: a pod's IP, an IP, or what a name resolves to."""
+        if oracle.is_ip(dst):
+            return dst
+        if "/" in dst:
+            ref = oracle.resolve_destination(self.cluster, dst)
+            if ref in self.cluster.services and self.cluster.service_ips.get(ref):
+                return self.cluster.service_ips[ref]
+            return self.cluster.pod_ips[self.cluster.pod(ref).ref]
+        namespace = self.cluster.pods[src].namespace if src in self.cluster.pods else "default"
+        ips = services.resolve(self.cluster, namespace, dst).ips
+        if not ips:
+            raise ModelError(f"dst={dst!r} does not resolve in cluster DNS (from namespace {namespace!r}): give a pod "
+                             "ref 'namespace/name', an IP, or a Service's DNS name", path="dst")
+        return ips[0]
+

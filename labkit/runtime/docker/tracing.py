@@ -1,0 +1,156 @@
+"""The kernel's trace of lab packets, read from the nodes: packet walks and the flow log's source.
+
+Owns ``NodeWatch`` (the node agent's ``nft-watch`` running in one node: arm, stream the trace,
+disarm) and ``walk``: arm every node at once for one connection (its client's source port),
+make that one connection, disarm, and return the probe's result with the trace's events in
+time order. Tracing is switched off on every way out: the agent disarms when told to stop,
+when its stdin ends (this process died) and after its own time limit.
+"""
+from __future__ import annotations
+
+import json
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from labkit.dataplane import names, nft_trace
+from labkit.errors import BackendError
+from labkit.results import ProbeResult
+from labkit.runtime.base import ProbeRequest
+from labkit.model import addressing as addr
+from labkit.runtime.docker import engine
+from labkit.semantics import oracle
+
+if TYPE_CHECKING:
+    from labkit.runtime.docker.dockerlab import DockerLab
+
+WALK_SECONDS = 60          # the agent disarms by itself after this long, whatever happens here
+_walks = threading.Lock()  # one walk at a time per process: they share the trace table's name
+
+
+class NodeWatch:
+    """``nft-watch`` in one node: armed when constructed, ``stop()`` returns what it saw."""
+
+    def __init__(self, client, container_id: str, what: str, node: str, arm: str, disarm: str, seconds: float):
+        self.node, self.what = node, what
+        self._stream = engine.ExecStream(client, container_id, engine.NODE_AGENT + ["nft-watch"], f"tracing in {what}")
+        self.lines: list[tuple[float, str]] = []
+        self.errors: list[str] = []
+        try:
+            self._stream.send_line(json.dumps({"arm": arm, "disarm": disarm, "seconds": seconds}))
+            first = self._read(15.0)
+            if not first or not first.get("armed"):
+                raise BackendError(f"could not switch tracing on in {what}: "
+                                   f"{(first or {}).get('error') or 'the node agent ended without answer'}")
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def _read(self, timeout: float) -> dict | None:
+        line = self._stream.read_line(timeout)
+        if line is None:
+            return None
+        try:
+            return json.loads(line)
+        except ValueError:
+            return {"error": line}
+
+    def read(self, timeout: float) -> dict | None:
+        """The next message (``{"t", "line"}``, ``{"done"}``, ``{"error"}``); None when the agent ended."""
+        return self._read(timeout)
+
+    def probe(self, payload: dict, timeout: float) -> dict:
+        """Run a ``probe`` request in this node while the trace runs; its answer (trace lines are kept)."""
+        self._stream.send_line(json.dumps({"probe": payload}))
+        while (msg := self._read(timeout)) is not None:
+            if "line" in msg:
+                self.lines.append((float(msg["t"]), msg["line"]))
+            elif "probe" in msg:
+                return msg["probe"]
+            elif "error" in msg:
+                raise BackendError(f"probing from {self.what} while tracing: {msg['error']}")
+        raise BackendError(f"the trace in {self.what} ended before the probe's answer")
+
+    def stop(self, timeout: float = 10.0) -> list[tuple[float, str]]:
+        """Disarm, and return every trace line seen (time, text)."""
+        try:
+            self._stream.send_line("stop")
+            while (msg := self._read(timeout)) is not None:
+                if "line" in msg:
+                    self.lines.append((float(msg["t"]), msg["line"]))
+                elif "error" in msg:
+                    self.errors.append(str(msg["error"]))
+                elif msg.get("done"):
+                    break
+        finally:
+            self._stream.close()
+        if self.errors:
+            raise BackendError(f"tracing in {self.what}: {'; '.join(self.errors)}")
+        return self.lines
+
+    def close(self) -> None:
+        """Give up without reading (the agent disarms when its stdin ends)."""
+        self._stream.close()
+
+
+def _arm_all(lab: "DockerLab", arm: str, disarm: str, seconds: float) -> list[NodeWatch]:
+    watches: list[NodeWatch] = []
+    errors: list[BaseException] = []
+
+    def one(node) -> None:
+        try:
+            w = NodeWatch(lab.client, node.id, node.what, node.name, arm, disarm, seconds)
+            watches.append(w)
+        except BaseException as exc:  # collected, raised below once all have finished
+            errors.append(exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(lab.nodes))) as pool:
+        list(pool.map(one, lab.nodes))
+    if errors:
+        for w in watches:
+            w.close()
+        raise errors[0]
+    return watches
+
+
+def _probe(lab: "DockerLab", watches: list[NodeWatch], request: ProbeRequest, timeout: float) -> ProbeResult:
+    """The walk's one connection: from a pod, through its node's watcher (no second exec)."""
+    if request.src == oracle.INTERNET:
+        return lab.probe([request], timeout)[0]
+    node = addr.node_name(lab.cluster.pod_nodes[request.src])
+    watch = next(w for w in watches if w.node == node)
+    before = lab.neighbour_snapshot()
+    answer = watch.probe({"timeout": timeout, "probes": [lab.probe_spec(0, request)]}, timeout * 4 + 30)
+    result = lab.probe_result(answer["results"][0], request)
+    lab.judge_failures([result], before)
+    return result
+
+
+def walk(lab: "DockerLab", request: ProbeRequest, timeout: float) -> tuple[ProbeResult, list[nft_trace.TraceEvent]]:
+    """One connection, traced by the kernel of every node; (its result, the trace's events by time)."""
+    sport = request.sport or random.randint(*nft_trace.WALK_SPORTS)
+    request = ProbeRequest(request.src, request.dst, request.port, request.protocol, sport)
+    arm = nft_trace.walk_tables(sport, request.protocol)
+    disarm = nft_trace.disarm(names.TRACE_TABLE, ("bridge", "ip"))
+    with _walks:
+        watches = _arm_all(lab, arm, disarm, WALK_SECONDS)
+        try:
+            result = _probe(lab, watches, request, timeout)
+        except BaseException:
+            for w in watches:
+                w.close()
+            raise
+        events: list[nft_trace.TraceEvent] = []
+        failures: list[str] = []
+        for w in watches:  # each stop disarms its node, even when another failed
+            try:
+                lines = w.stop()
+            except BackendError as exc:
+                failures.append(str(exc))
+                continue
+            events += [e for t, line in lines if (e := nft_trace.parse_line(w.node, t, line)) is not None]
+        if failures:
+            raise BackendError("; ".join(failures))
+    events.sort(key=lambda e: e.t)  # stable: a node's own lines keep their order
+    return result, events
