@@ -48,24 +48,38 @@ class Observing:
         each rule that matched (anti-spoofing, Service dispatch, the endpoint chosen, DNAT, the policy
         chains, masquerade) and the answer's way back, next to ``explain``. Only this connection is
         traced, and tracing is off again afterwards. On sim: the oracle's hops, labelled simulated."""
+        return self.trace_many([(src, dst, port, protocol)], timeout)[0]
+
+    def trace_many(self, probes: list[tuple[str, str, int, str]], timeout: float = 1.0) -> list[packet_walk.Walk]:
+        """Several walks at once, ``(src, dst, port, protocol)`` each (as ``trace`` takes them): one trace
+        of the kernel for all of them, so blocked connections wait for one timeout together."""
         self._check_open()
-        fields.port_number(port, "port")
-        protocol = fields.protocol(protocol, "protocol")
-        src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
-        ip = self._address_of(src, dst)
-        request = ProbeRequest(src, ip, port, protocol, random.randint(*nft_trace.WALK_SPORTS))
+        if not probes or len(probes) > 1000:
+            raise ModelError(f"probes: between 1 and 1000 connections, got {len(probes)}", path="probes")
+        wanted = []
+        for k, (src, dst, port, protocol) in enumerate(probes):
+            fields.port_number(port, f"probes[{k}].port")
+            protocol = fields.protocol(protocol, f"probes[{k}].protocol")
+            src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
+            wanted.append((src, dst, self._address_of(src, dst), port, protocol))
+        sports = random.sample(range(nft_trace.WALK_SPORTS[0], nft_trace.WALK_SPORTS[1] + 1), len(wanted))
+        requests = [ProbeRequest(src, ip, port, protocol, sport)
+                    for (src, _, ip, port, protocol), sport in zip(wanted, sports)]
         with self._lock:
             cluster = self.cluster
             if self._runtime.simulated:
-                result = self._runtime.probe([request], timeout)[0]
-                found = packet_walk.simulated(cluster, src, dst, ip, port, protocol, result)
+                results = self._runtime.probe(requests, timeout)
+                walks = [packet_walk.simulated(cluster, src, dst, ip, port, protocol, res)
+                         for (src, dst, ip, port, protocol), res in zip(wanted, results)]
             else:
-                result, events = self._runtime.walk(request, timeout)
-                found = packet_walk.observed(cluster, src, dst, ip, port, protocol, result, events, request.sport)
-        if ip != dst and not oracle.is_ip(dst) and "/" not in dst:
-            found.request.insert(0, packet_walk.Hop("", "dns", f"{dst!r} resolves to {ip} (cluster DNS; the "
-                                                               "lookup itself is not part of this walk)"))
-        return found
+                results, events = self._runtime.walk(requests, timeout)
+                walks = [packet_walk.observed(cluster, src, dst, ip, port, protocol, res, events, r.sport)
+                         for (src, dst, ip, port, protocol), res, r in zip(wanted, results, requests)]
+        for (src, dst, ip, _, _), found in zip(wanted, walks):
+            if ip != dst and not oracle.is_ip(dst) and "/" not in dst:
+                found.request.insert(0, packet_walk.Hop("", "dns", f"{dst!r} resolves to {ip} (cluster DNS; the "
+                                                                   "lookup itself is not part of this walk)"))
+        return walks
 
     def _address_of(self, src: str, dst: str) -> str:
         """The address a connection to ``dst`` goes to: a pod's IP, an IP, or what a name resolves to."""

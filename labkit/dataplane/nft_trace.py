@@ -1,7 +1,7 @@
 """The kernel's own trace of chosen packets: which packets to mark, and what ``nft monitor trace`` said.
 
-Owns the two trace tables and the reading of the trace. ``walk_tables(sport, protocol)`` marks
-one connection only, by its client's source port, in both directions (``meta nftrace set 1``
+Owns the two trace tables and the reading of the trace. ``walk_tables(sports, protocol)`` marks
+chosen connections only, by their clients' source ports, in both directions (``meta nftrace set 1``
 before any other hook: bridge prerouting for frames from a pod's port or the fabric, ip
 prerouting for routed packets); ``flow_tables()`` marks the first packet of every new
 connection (after conntrack). ``disarm`` removes either, idempotently. ``parse_line`` turns
@@ -21,15 +21,17 @@ WALK_SPORTS = (20000, 29999)  # a walk's client port: below Linux's ephemeral ra
                               # client of the lab uses it at the same time
 
 
-def walk_tables(sport: int, protocol: str) -> str:
-    """Trace tables for one connection whose client uses source port ``sport`` (both directions)."""
-    proto = _PROTO[protocol]
-    rules = [f"meta l4proto {proto} th sport {sport} {MARK}", f"meta l4proto {proto} th dport {sport} {MARK}"]
+def walk_tables(sports: list[int], protocol: str | None) -> str:
+    """Trace tables for the connections whose clients use the source ports ``sports`` (both directions);
+    ``protocol`` None marks TCP, UDP and SCTP alike."""
+    ports = str(sports[0]) if len(sports) == 1 else "{ " + ", ".join(str(p) for p in sorted(sports)) + " }"
+    protos = [_PROTO[protocol]] if protocol else list(_PROTO.values())
+    rules = [f"meta l4proto {p} th {side} {ports} {MARK}" for p in protos for side in ("sport", "dport")]
     out = [disarm(names.TRACE_TABLE, ("bridge", "ip"))]
     for family in ("bridge", "ip"):
         out += [f"table {family} {names.TRACE_TABLE} {{", "  chain walk {",
                 "    type filter hook prerouting priority -350; policy accept;",
-                *(f"    {r} {names.nft_comment('labkit packet walk: trace this connection')}" for r in rules),
+                *(f"    {r} {names.nft_comment('labkit packet walk: trace these connections')}" for r in rules),
                 "  }", "}"]
     return "\n".join(out) + "\n"
 

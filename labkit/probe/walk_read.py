@@ -70,21 +70,22 @@ class Facts:
 
 
 def packets(events: list[TraceEvent], sport: int) -> list[Packet]:
-    """The connection's packets in the order they were first seen, each with its legs in travel order."""
+    """The connection's packets in the order they were first seen, each with its legs in travel order.
+
+    A rule's line carries the trace id of the packet line before it (the id changes from hook to
+    hook, never within one), so lines of other connections traced at the same time never mix in."""
     groups: dict[tuple, dict[str, list[TraceEvent]]] = {}
     firsts: dict[tuple, float] = {}
-    current: dict[str, tuple] = {}
+    by_id: dict[tuple[str, str], tuple | None] = {}
     for e in events:
         if e.kind == "packet":
             p = e.packet
             direction = "request" if p.get("sport") == sport else "reply" if p.get("dport") == sport else None
-            if direction is None:
-                current.pop(e.node, None)
-                continue
-            key = (direction, p.get("flags", ""), p.get("ip_id"))
-            current[e.node] = key
-            firsts.setdefault(key, e.t)
-        key = current.get(e.node)
+            key = None if direction is None else (direction, p.get("flags", ""), p.get("ip_id"))
+            by_id[(e.node, e.trace_id)] = key
+            if key is not None:
+                firsts.setdefault(key, e.t)
+        key = by_id.get((e.node, e.trace_id))
         if key is not None:
             groups.setdefault(key, {}).setdefault(e.node, []).append(e)
     out = []

@@ -252,9 +252,9 @@ class LabRuntime(ABC):
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         """Run ``argv`` in an app container of ``pod``."""
 
-    def walk(self, request: ProbeRequest, timeout: float) -> tuple[ProbeResult, list]:
-        """Make ``request`` (its ``sport`` set) with the kernel tracing that connection on every node:
-        the result and the trace's events (``labkit.dataplane.nft_trace.TraceEvent``), in order."""
+    def walk(self, requests: list[ProbeRequest], timeout: float) -> tuple[list[ProbeResult], list]:
+        """Make ``requests`` (each with its own ``sport``) with the kernel tracing those connections on every
+        node: the results and the trace's events (``labkit.dataplane.nft_trace.TraceEvent``), in order."""
         raise LabkitError(f"the {type(self).__name__} runtime cannot trace packets: use backend='docker' or 'sim'")
 
     def exec_node(self, node: str, argv: list[str]) -> ExecResult:

@@ -388,8 +388,8 @@ class DockerLab(LabRuntime):
                                          what=f"pod {self.cluster.pod(pod).ref} of lab {self.name!r}")
         return ExecResult(code, (out + err).decode(errors="replace"))
 
-    def walk(self, request: ProbeRequest, timeout: float) -> tuple[ProbeResult, list]:
-        return tracing.walk(self, request, timeout)
+    def walk(self, requests: list[ProbeRequest], timeout: float) -> tuple[list[ProbeResult], list]:
+        return tracing.walk(self, requests, timeout)
 
     def exec_node(self, node: str, argv: list[str]) -> ExecResult:
         """One read-only view of a node (the allow-list of ``node_views``), run in the node's container."""

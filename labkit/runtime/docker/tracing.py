@@ -9,7 +9,6 @@ when its stdin ends (this process died) and after its own time limit.
 from __future__ import annotations
 
 import json
-import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -114,29 +113,49 @@ def _arm_all(lab: "DockerLab", arm: str, disarm: str, seconds: float) -> list[No
     return watches
 
 
-def _probe(lab: "DockerLab", watches: list[NodeWatch], request: ProbeRequest, timeout: float) -> ProbeResult:
-    """The walk's one connection: from a pod, through its node's watcher (no second exec)."""
-    if request.src == oracle.INTERNET:
-        return lab.probe([request], timeout)[0]
-    node = addr.node_name(lab.cluster.pod_nodes[request.src])
-    watch = next(w for w in watches if w.node == node)
+def _probe(lab: "DockerLab", watches: list[NodeWatch], requests: list[ProbeRequest],
+           timeout: float) -> list[ProbeResult]:
+    """The walks' connections, all at once: from pods through their node's watcher (no second exec),
+    from the internet host by a probe of its own."""
+    results: list[ProbeResult | None] = [None] * len(requests)
+    groups: dict[str, list[int]] = {}
+    for k, r in enumerate(requests):
+        where = "internet" if r.src == oracle.INTERNET else addr.node_name(lab.cluster.pod_nodes[r.src])
+        groups.setdefault(where, []).append(k)
     before = lab.neighbour_snapshot()
-    answer = watch.probe({"timeout": timeout, "probes": [lab.probe_spec(0, request)]}, timeout * 4 + 30)
-    result = lab.probe_result(answer["results"][0], request)
-    lab.judge_failures([result], before)
-    return result
+
+    def run(item: tuple[str, list[int]]) -> None:
+        where, ks = item
+        if where == "internet":
+            for k, res in zip(ks, lab.probe([requests[k] for k in ks], timeout)):
+                results[k] = res
+            return
+        watch = next(w for w in watches if w.node == where)
+        answer = watch.probe({"timeout": timeout, "probes": [lab.probe_spec(k, requests[k]) for k in ks]},
+                             timeout * 4 + 30)
+        for res in answer["results"]:
+            results[int(res["id"])] = lab.probe_result(res, requests[int(res["id"])])
+
+    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+        list(pool.map(run, groups.items()))
+    done = [r for r in results if r is not None]
+    lab.judge_failures(done, before)
+    return done
 
 
-def walk(lab: "DockerLab", request: ProbeRequest, timeout: float) -> tuple[ProbeResult, list[nft_trace.TraceEvent]]:
-    """One connection, traced by the kernel of every node; (its result, the trace's events by time)."""
-    sport = request.sport or random.randint(*nft_trace.WALK_SPORTS)
-    request = ProbeRequest(request.src, request.dst, request.port, request.protocol, sport)
-    arm = nft_trace.walk_tables(sport, request.protocol)
+def walk(lab: "DockerLab", requests: list[ProbeRequest],
+         timeout: float) -> tuple[list[ProbeResult], list[nft_trace.TraceEvent]]:
+    """Connections (each with its own ``sport``), traced by the kernel of every node at once;
+    (their results, the trace's events by time)."""
+    sports = [r.sport for r in requests]
+    if None in sports or len(set(sports)) != len(sports):
+        raise BackendError("every traced connection needs a source port of its own")
+    arm = nft_trace.walk_tables(sports, requests[0].protocol if len({r.protocol for r in requests}) == 1 else None)
     disarm = nft_trace.disarm(names.TRACE_TABLE, ("bridge", "ip"))
     with _walks:
         watches = _arm_all(lab, arm, disarm, WALK_SECONDS)
         try:
-            result = _probe(lab, watches, request, timeout)
+            results = _probe(lab, watches, requests, timeout)
         except BaseException:
             for w in watches:
                 w.close()
@@ -153,4 +172,4 @@ def walk(lab: "DockerLab", request: ProbeRequest, timeout: float) -> tuple[Probe
         if failures:
             raise BackendError("; ".join(failures))
     events.sort(key=lambda e: e.t)  # stable: a node's own lines keep their order
-    return result, events
+    return results, events
