@@ -283,5 +283,5 @@ def _comment(text: str) -> str:
 
 
 def _service_ref(comment: str) -> str | None:
-    m = re.match(r"Service (\S+/\S+)", comment)
+    m = re.search(r"Service (\S+/\S+)", comment)
     return m.group(1) if m else None

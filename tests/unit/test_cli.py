@@ -290,3 +290,14 @@ def test_python_dash_m_labkit_version():
 def test_images_build_refuses_a_base_for_the_offline_recipe(capsys):
     assert main(["images", "build", "--offline", "--base", "debian:bookworm-slim"]) != 0
     assert "--base names the Dockerfile's FROM image: it cannot go with --offline" in capsys.readouterr().err
+
+
+def test_trace_walks_one_connection(capsys, files):
+    code, out, _ = run(capsys, "trace", "-f", files["world"], "-f", files["policy"], "x/c", "x/b")
+    assert code == 0
+    assert out.startswith("x/c -> x/b (10.244.")
+    assert "-> request (SYN)" in out and "Simulated: these are the oracle's hops" in out
+    code, out, _ = run(capsys, "trace", "-f", files["world"], "x/a", "x/b", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["simulated"] and data["verdict"] == "delivered to x/b"
+    assert [h["kind"] for h in data["request"]][-1] == "deliver"

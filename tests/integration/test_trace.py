@@ -1,0 +1,122 @@
+"""``lab.trace`` on real kernels: every kind of hop of a two-node lab, each compared with the oracle's walk,
+and tracing switched off afterwards, also when the walk fails, without marking any other connection."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+import labkit
+from labkit.dataplane import names
+from labkit.runtime.base import ProbeRequest
+from labkit.runtime.docker import dockerlab
+from tests.integration.helpers import node_exec, wait_until
+
+pytestmark = pytest.mark.docker
+WORLD = (Path(__file__).resolve().parents[1] / "unit" / "data" / "walks" / "two-nodes.json")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    import json
+    data = json.loads(WORLD.read_text())
+    with labkit.Lab("it-trace", backend="docker", nodes=2) as lab:
+        lab.apply(data["yaml"])
+        yield lab
+
+
+def trace_tables(lab) -> list[str]:
+    """Trace tables left in any node of the lab (there must never be one after a walk)."""
+    out = []
+    for node in ("node-1", "node-2"):
+        tables = node_exec("it-trace", ["nft", "list", "tables"], node)
+        out += [f"{node}: {line}" for line in tables.splitlines() if names.TRACE_TABLE in line]
+    return out
+
+
+def monitors() -> list[str]:
+    """``nft monitor trace`` processes on this machine (nodes share the host's PID namespace)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args[:3] == [b"nft", b"monitor", b"trace"]:
+            found.append(pid)
+    return found
+
+
+CASES = [  # (src, dst, port, protocol, verdict, nodes crossed by the first packet)
+    ("x/c", "x/a", 80, "TCP", "delivered to x/a", ["node-1"]),            # same node, allowed by a policy
+    ("x/a", "x/b", 80, "TCP", "delivered to x/b", ["node-1", "node-2"]),  # the other node
+    ("x/a", "web.x", 80, "TCP", "delivered to x/b", ["node-1", "node-2"]),  # a Service
+    ("internet", "198.18.0.1", 30080, "TCP", "delivered to x/b", ["node-1", "node-2"]),  # NodePort
+    ("x/b", "web.x", 80, "TCP", "delivered to x/b", ["node-2"]),          # hairpin
+    ("x/a", "x/c", 80, "TCP", "dropped", ["node-1"]),                     # denied ingress
+    ("x/c", "x/b", 80, "TCP", "dropped", ["node-1"]),                     # denied egress
+    ("x/a", "x/b", 53, "UDP", "delivered to x/b", ["node-1", "node-2"]),  # UDP and its answer
+]
+
+
+@pytest.mark.parametrize("src, dst, port, protocol, verdict, nodes", CASES,
+                         ids=[f"{c[0]}->{c[1]}:{c[2]}/{c[3]}" for c in CASES])
+def test_each_kind_of_hop_is_traced_as_the_oracle_says(lab, src, dst, port, protocol, verdict, nodes):
+    walk = lab.trace(src, dst, port, protocol, timeout=0.5)
+    twin = lab.explain(src, dst, port, protocol)
+    assert walk.verdict == verdict, str(walk)
+    assert walk.agrees, str(walk)
+    assert walk.facts.nodes == nodes, str(walk)
+    assert (walk.verdict != "dropped") == twin.allowed
+    if walk.facts.outcome == "delivered":  # the answer's way back: conntrack's "established" on every node
+        assert {h.node for h in walk.reply if h.kind == "conntrack"} == set(nodes), str(walk)
+        assert walk.result.ok and walk.result.answered_by == walk.facts.endpoint
+    else:
+        assert walk.facts.deciding_rule.startswith(f"inet {names.POL_TABLE} "), str(walk)
+        assert not walk.reply
+    assert walk.facts.masquerade == (src in ("internet", "x/b") and "web" in dst or src == "internet")
+    assert not trace_tables(lab) and not monitors()
+
+
+def test_only_the_traced_connection_is_marked(lab):
+    """Other traffic during a walk (a busy client of the same Service) leaves no line in its trace."""
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            lab.probe("x/c", "x/a", 80)
+
+    other = threading.Thread(target=busy)
+    other.start()
+    try:
+        results, events = lab._runtime.walk([ProbeRequest("x/a", "10.244.2.2", 80, "TCP", 23456)], 0.5)
+    finally:
+        stop.set()
+        other.join()
+    assert results[0].ok
+    ports = [(e.packet.get("sport"), e.packet.get("dport")) for e in events if e.kind == "packet"]
+    assert ports and all(23456 in p for p in ports), set(ports)
+
+
+def test_tracing_is_switched_off_when_the_walk_fails(lab, monkeypatch):
+    def broken(self, res, request):
+        raise RuntimeError("a failure in the middle of a walk")
+
+    monkeypatch.setattr(dockerlab.DockerLab, "probe_result", broken)
+    with pytest.raises(RuntimeError):
+        lab.trace("x/a", "x/b", 80)
+    monkeypatch.undo()
+    wait_until(lambda: not trace_tables(lab) and not monitors(), timeout=10)  # disarmed when its stdin ends
+    assert not trace_tables(lab) and not monitors()
+    assert lab.trace("x/a", "x/b", 80).agrees  # and the next walk works
+
+
+def test_many_walks_at_once_each_see_their_own_connection(lab):
+    probes = [(s, d, 80, "TCP") for s in ("x/a", "x/b", "x/c") for d in ("x/a", "x/b", "x/c") if s != d]
+    walks = lab.trace_many(probes, timeout=0.5)
+    matrix = lab.expected(80, "TCP", pods=["x/a", "x/b", "x/c"])
+    for (s, d, _, _), walk in zip(probes, walks):
+        assert walk.agrees, str(walk)
+        assert (walk.facts.outcome == "delivered") == matrix.allowed(s, d), str(walk)
