@@ -9,12 +9,16 @@ its objects. The work is done by ``labkit.probe.walk`` (the packet walk), ``labk
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from labkit.dataplane import nft_trace, svc_trace
 from labkit.errors import ModelError
 from labkit.model import fields
+from labkit.probe import pcap
 from labkit.probe import walk as packet_walk
+from labkit.probe.capture import Capture, reserve_path
 from labkit.results import ExecResult
+from labkit.runtime import capturing
 from labkit.runtime.base import ProbeRequest
 from labkit.semantics import oracle, services
 
@@ -72,13 +76,31 @@ class Observing:
                 walks = [packet_walk.simulated(cluster, src, dst, ip, port, protocol, res)
                          for (src, dst, ip, port, protocol), res in zip(wanted, results)]
             else:
-                results, events = self._runtime.walk(requests, timeout)
-                walks = [packet_walk.observed(cluster, src, dst, ip, port, protocol, res, events, r.sport)
-                         for (src, dst, ip, port, protocol), res, r in zip(wanted, results, requests)]
+                walks = self._walk(cluster, wanted, requests, timeout)
         for (src, dst, ip, _, _), found in zip(wanted, walks):
             if ip != dst and not oracle.is_ip(dst) and "/" not in dst:
                 found.request.insert(0, packet_walk.Hop("", "dns", f"{dst!r} resolves to {ip} (cluster DNS; the "
                                                                    "lookup itself is not part of this walk)"))
+        return walks
+
+    def _walk(self, cluster, wanted: list[tuple], requests: list[ProbeRequest], timeout: float) -> list:
+        """Kernel walks; a connection whose trace lines were lost (the monitor's socket overran while many
+        walks ran at once) is walked again, in smaller groups, up to three times."""
+        walks: list = [None] * len(wanted)
+        todo, size = list(range(len(wanted))), len(wanted)
+        for _ in range(4):
+            for start in range(0, len(todo), size):
+                group = todo[start:start + size]
+                sports = random.sample(range(nft_trace.WALK_SPORTS[0], nft_trace.WALK_SPORTS[1] + 1), len(group))
+                batch = [replace(requests[k], sport=p) for k, p in zip(group, sports)]
+                results, events = self._runtime.walk(batch, timeout)
+                for k, res, r in zip(group, results, batch):
+                    src, dst, ip, port, protocol = wanted[k]
+                    walks[k] = packet_walk.observed(cluster, src, dst, ip, port, protocol, res, events, r.sport)
+            todo = [k for k in todo if not walks[k].complete]
+            if not todo:
+                break
+            size = max(1, size // 4)
         return walks
 
     def _address_of(self, src: str, dst: str) -> str:
@@ -97,3 +119,41 @@ class Observing:
                              "ref 'namespace/name', an IP, or a Service's DNS name", path="dst")
         return ips[0]
 
+    def capture(self, target: str, filter: str | None = None, seconds: float = 5.0, count: int = 1000,
+                max_bytes: int = 4_000_000, path: str | None = None) -> Capture:
+        """Capture packets with tcpdump on ``target``: a pod (``"ns/name"``, on its ``eth0``, in its network
+        namespace), a node (``"node-1"``, every interface) or ``"internet"`` (the lab's internet host).
+
+        ``filter`` is a tcpdump filter (``"tcp port 80"``, ``"udp port 53"``). Returns once tcpdump listens;
+        the capture runs in the background until ``seconds`` passed, ``count`` packets were captured or
+        its file would pass ``max_bytes``, or ``stop()``; as ``with lab.capture(...) as cap:`` it captures
+        while the block runs. ``cap.rows`` reads the packets, ``cap.path`` is the pcap file (for Wireshark;
+        default ``captures/<lab>-<target>-<time>.pcap`` beside the notebook)."""
+        self._check_open()
+        spec = capturing.check_spec(filter, seconds, count, max_bytes)
+        kind, what = capturing.resolve_target(self.cluster, target)
+        name = what if kind == "pod" else target
+        file, chosen = reserve_path(path, self.name, name)
+        try:
+            with self._lock:
+                self._check_open()
+                handle = self._runtime.capture(name, spec)
+        except BaseException:
+            if chosen:  # nothing was captured: the empty file reserved for it goes
+                file.unlink(missing_ok=True)
+            raise
+        return Capture(handle, self.name, file, pcap.address_names(self.cluster))
+
+    def flow_log(self, seconds: float | None = None) -> "FlowLog":  # noqa: F821
+        """Start a live log of every connection attempt in the lab, as it happens: source, destination,
+        port, verdict and the NetworkPolicy rule or Service that decided, observed by the kernel (its trace
+        of each new connection's first packet, on every node) — or, on sim, each probe as the oracle
+        answered it, marked simulated. Runs in the background until ``seconds`` passed or ``stop()`` (also
+        ``with lab.flow_log() as log:``, and when the lab closes). ``log.events(pod=, namespace=,
+        verdict=)`` filters the rows; the LabPanel's Flows tab shows them live."""
+        from labkit.probe.flowlog import FlowLog  # noqa: PLC0415
+
+        self._check_open()
+        with self._lock:
+            self._check_open()
+            return FlowLog(self, self._runtime.flows, seconds)

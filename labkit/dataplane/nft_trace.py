@@ -26,7 +26,11 @@ def walk_tables(sports: list[int], protocol: str | None) -> str:
     ``protocol`` None marks TCP, UDP and SCTP alike."""
     ports = str(sports[0]) if len(sports) == 1 else "{ " + ", ".join(str(p) for p in sorted(sports)) + " }"
     protos = [_PROTO[protocol]] if protocol else list(_PROTO.values())
-    rules = [f"meta l4proto {p} th {side} {ports} {MARK}" for p in protos for side in ("sport", "dport")]
+    # TCP: only the packets that open or refuse the connection (SYN, SYN-ACK, RST); the rest of the
+    # connection would multiply the trace (and overrun the monitor's socket when many walks run at once)
+    only = {"tcp": " tcp flags & (syn | rst) != 0"}
+    rules = [f"meta l4proto {p} th {side} {ports}{only.get(p, '')} {MARK}" for p in protos
+             for side in ("sport", "dport")]
     out = [disarm(names.TRACE_TABLE, ("bridge", "ip"))]
     for family in ("bridge", "ip"):
         out += [f"table {family} {names.TRACE_TABLE} {{", "  chain walk {",

@@ -204,9 +204,18 @@ def run_one(spec):
     return result
 
 
+def _staggered(spec, delay):
+    time.sleep(delay)
+    return run_one(spec)
+
+
 def handle(request):
     _, specs = parse_request(request)
-    outcomes = run_parallel([lambda s=s: run_one(s) for s in specs], MAX_WORKERS)
+    stagger = request.get("stagger_ms", 0)  # a packet walk spreads its connections: the trace keeps up
+    if isinstance(stagger, bool) or not isinstance(stagger, (int, float)) or not 0 <= stagger <= 100:
+        raise NodeError("stagger_ms: must be a number of milliseconds in [0, 100]")
+    outcomes = run_parallel([lambda s=s, k=k: _staggered(s, k * stagger / 1000.0) if stagger else run_one(s)
+                             for k, s in enumerate(specs)], MAX_WORKERS)
     results = []
     for spec, outcome in zip(specs, outcomes):
         if isinstance(outcome, BaseException):  # a bug, not a network outcome

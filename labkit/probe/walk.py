@@ -52,6 +52,20 @@ class Walk:
         return not self.differences
 
     @property
+    def complete(self) -> bool:
+        """Did the trace show the whole decision (a verdict; for a delivered packet, each policy direction)?
+        False when the monitor lost lines: many walks at once can overrun its socket."""
+        f = self.facts
+        if self.simulated:
+            return True
+        if f.outcome == "unknown":
+            return False
+        if f.outcome == "delivered":
+            wanted = {"ingress"} | (set() if self.src == oracle.INTERNET else {"egress"})
+            return wanted <= {d[0] for d in f.decisions}
+        return True
+
+    @property
     def verdict(self) -> str:
         f = self.facts
         if f.outcome == "delivered":
@@ -209,6 +223,9 @@ def observed(cluster: Cluster, src: str, dst: str, ip: str, port: int, protocol:
         how = "all accepted as established" if "conntrack" in kinds and not kinds & {"drop", "reject"} else \
             "some dropped" if kinds & {"drop", "reject"} else "traced"
         later.append(f"{len(rest)} more packet(s) of this connection ({flags}): {how}")
+    elif protocol == "TCP" and facts.outcome == "delivered" and answer is not None:
+        later.append("the connection's later packets (ACK, data, FIN) are not traced: like the answer, they "
+                     "belong to an established connection, and conntrack lets them through")
     _, _, expected = walk_oracle.expected(cluster, src, ip, port, protocol, explanation, result)
     return Walk(src, dst, ip, port, protocol, result, request, reply, facts, expected, explanation, False, later,
                 differences(facts, expected, explanation), first.label if first else "",

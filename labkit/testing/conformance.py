@@ -80,10 +80,12 @@ class ProbeCheck:
     observed_mismatches: list[tuple[str, str, bool]] = field(default_factory=list)
     oracle_mismatches: list[tuple[str, str, bool]] = field(default_factory=list)
     note: str = ""
+    walk_mismatches: list[str] = field(default_factory=list)  # packet walks that did not show the verdict
+    walked: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.observed_mismatches and not self.oracle_mismatches
+        return not self.observed_mismatches and not self.oracle_mismatches and not self.walk_mismatches
 
 
 @dataclass
@@ -102,6 +104,7 @@ class CaseReport:
                 for s, d, want in cells:
                     out.append(f"{self.name} step {c.step} {c.port}/{c.protocol}: {kind} {s} -> {d} "
                                f"should be {'allow' if want else 'deny'}")
+            out += [f"{self.name} step {c.step} {c.port}/{c.protocol}: walk {w}" for w in c.walk_mismatches]
         return "\n".join(out)
 
 
@@ -109,9 +112,12 @@ class World:
     """One long-lived lab holding the x/y/z world; cases run one after another in it."""
 
     def __init__(self, lab: Lab, data: dict[str, Any] | None = None,
-                 can_probe: Callable[[str], bool] = lambda protocol: True):
+                 can_probe: Callable[[str], bool] = lambda protocol: True,
+                 on_check: Callable[[ProbeCheck, dict, dict], None] | None = None):
         self.lab, self.data = lab, data or load_cases()
         self.can_probe = can_probe
+        self.on_check = on_check  # called with (check, wanted cells, the cells wanted before this step)
+        self._before: dict[tuple[int, str], dict] = {}
         self.pods = list(self.data["world"]["pods"])
         lab.apply(world_manifests(self.data["world"]))
 
@@ -157,6 +163,7 @@ class World:
         else:
             steps = [{"actions": [{"create": p} for p in case.get("policies") or []], "probes": case["probes"]}]
         checks = []
+        self._before = {}
         for number, step in enumerate(steps):
             for action in step.get("actions") or []:
                 self._act(action)
@@ -175,7 +182,30 @@ class World:
             return check
         observed = self.lab.matrix(port, protocol, pods=self.pods)
         check.observed_mismatches = [(s, d, w) for (s, d), w in want.items() if observed.allowed(s, d) != w]
+        before = self._before.get((port, protocol)) or {cell: True for cell in want}  # no policy: all allowed
+        self._before[(port, protocol)] = want
+        if self.on_check is not None:
+            self.on_check(check, want, before)
         return check
+
+
+def walk_problems(walk, allowed: bool) -> list[str]:
+    """Why a packet walk does not explain its verdict with the kernel's own evidence ([] if it does):
+    it must reach the verdict the case expects, agree with the oracle, and show the deciding rule
+    of ``inet labkit-pol`` (the drop of an isolated pod, or each direction's accept) as traced."""
+    name = f"{walk.src} -> {walk.dst} {walk.port}/{walk.protocol}"
+    problems = []
+    if (walk.facts.outcome == "delivered") != allowed:
+        problems.append(f"{name}: the kernel's walk says {walk.verdict!r}, the case says "
+                        f"{'allow' if allowed else 'deny'}")
+    problems += [f"{name}: {d}" for d in walk.differences]
+    ruled = [h for h in walk.request if h.rule.startswith("inet labkit-pol ")
+             and h.kind in ("policy", "drop")]
+    if not allowed and not walk.facts.deciding_rule.startswith("inet labkit-pol "):
+        problems.append(f"{name}: no traced policy rule dropped it ({walk.facts.deciding_rule or 'none'})")
+    if allowed and len({d[0] for d in walk.facts.decisions}) < 2 or not ruled:
+        problems.append(f"{name}: the trace does not show both directions' policy decisions")
+    return problems
 
 
 def summary_table(reports: list[CaseReport]) -> str:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from labkit.runtime.docker.dockerlab import DockerLab
 
 WALK_SECONDS = 60          # the agent disarms by itself after this long, whatever happens here
+STAGGER_MS = 3             # between the walks' connections: a burst of traces would overrun the monitor
 _walks = threading.Lock()  # one walk at a time per process: they share the trace table's name
 
 
@@ -42,6 +43,7 @@ class NodeWatch:
             if not first or not first.get("armed"):
                 raise BackendError(f"could not switch tracing on in {what}: "
                                    f"{(first or {}).get('error') or 'the node agent ended without answer'}")
+            self.pids: list[int] = [int(p) for p in first.get("pids", [])]  # the agent and its monitor
         except BaseException:
             self._stream.close()
             raise
@@ -88,6 +90,13 @@ class NodeWatch:
             raise BackendError(f"tracing in {self.what}: {'; '.join(self.errors)}")
         return self.lines
 
+    def request_stop(self) -> None:
+        """Ask the agent to disarm and end; whoever reads gets the last lines, then ``{"done"}``."""
+        try:
+            self._stream.send_line("stop")
+        except OSError:  # the agent already ended
+            pass
+
     def close(self) -> None:
         """Give up without reading (the agent disarms when its stdin ends)."""
         self._stream.close()
@@ -131,8 +140,8 @@ def _probe(lab: "DockerLab", watches: list[NodeWatch], requests: list[ProbeReque
                 results[k] = res
             return
         watch = next(w for w in watches if w.node == where)
-        answer = watch.probe({"timeout": timeout, "probes": [lab.probe_spec(k, requests[k]) for k in ks]},
-                             timeout * 4 + 30)
+        answer = watch.probe({"timeout": timeout, "stagger_ms": STAGGER_MS,
+                              "probes": [lab.probe_spec(k, requests[k]) for k in ks]}, timeout * 4 + 30)
         for res in answer["results"]:
             results[int(res["id"])] = lab.probe_result(res, requests[int(res["id"])])
 
