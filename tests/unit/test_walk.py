@@ -152,10 +152,12 @@ def test_trace_lines_are_parsed():
 
 def test_the_trace_tables_mark_only_the_chosen_source_ports():
     one = nft_trace.walk_tables([21000], "TCP")
-    assert one.count("th sport 21000 meta nftrace set 1") == 2 and one.count("th dport 21000") == 2
+    assert one.count("th sport 21000 tcp flags & (syn | rst) != 0 meta nftrace set 1") == 2  # bridge and ip
+    assert one.count("th dport 21000 tcp flags & (syn | rst) != 0") == 2  # the answer: SYN-ACK, or RST
     assert "table bridge labkit-trace" in one and "table ip labkit-trace" in one and "udp" not in one
     many = nft_trace.walk_tables([21002, 21001], None)
-    assert "th sport { 21001, 21002 }" in many and "meta l4proto udp" in many
+    assert "th sport { 21001, 21002 }" in many
+    assert "meta l4proto udp th sport { 21001, 21002 } meta nftrace set 1" in many  # every UDP datagram
     assert one.startswith(nft_trace.disarm())  # arming first clears a left-over table
     assert nft_trace.disarm() == ("add table bridge labkit-trace\ndelete table bridge labkit-trace\n"
                                   "add table ip labkit-trace\ndelete table ip labkit-trace\n")
