@@ -10,7 +10,7 @@ import sys
 
 from .errors import NodeError
 
-USAGE = ("usage: python3 -m labkit.node {serve,connect,nft-watch,probe,cni,nft,nft-list,sysctl,exec-in,info}"
+USAGE = ("usage: python3 -m labkit.node {serve,connect,capture,nft-watch,probe,cni,nft,nft-list,sysctl,exec-in,info}"
          " (JSON object on stdin, JSON object on stdout)")
 
 
@@ -64,6 +64,9 @@ def main(argv=None):
         if command == "connect":
             from . import connect
             return connect.main()
+        if command == "capture":
+            from . import capture
+            return capture.main()
         if command == "nft-watch":
             from . import nftwatch
             return nftwatch.main()

@@ -280,6 +280,12 @@ class LabRuntime(ABC):
         """Forget tracked connections, so established flows face the rules in force again."""
         return 0
 
+    def capture(self, target: str, spec: dict[str, Any]) -> "CaptureHandle":  # noqa: F821
+        """Start capturing packets on ``target`` (a pod ref, ``node-N`` or ``internet``) with ``spec``
+        (``filter``, ``seconds``, ``count``, ``max_bytes``; see ``labkit.runtime.capturing``); returns
+        once the capture listens. The runtime stops its running captures when it closes."""
+        raise LabkitError(f"the {type(self).__name__} runtime cannot capture packets: use backend='docker' or 'sim'")
+
     @abstractmethod
     def close(self) -> None:
         """Remove everything this lab created. Safe to call twice."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, Callable
 
 from labkit.connection import SimConnection
 from labkit.dataplane import ruleset
@@ -20,7 +20,7 @@ from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import (Backend, Capabilities, LabInfo, LabRuntime, ProbeRequest, Readiness,
                                  check_owner, replay)
-from labkit.runtime import node_views, sim_pods
+from labkit.runtime import node_views, sim_capture, sim_pods
 from labkit.semantics import oracle
 
 
@@ -36,6 +36,11 @@ class SimLab(LabRuntime):
         self.closed = False
         self.files = sim_pods.Files()  # what each container holds: touch/rm/test -e/cat act on it
         self._prober = sim_pods.Prober(self.files, self._random)
+        # called with (requests, results, timeout) after each probe batch (the flow log, captures)
+        self.probe_observers: list[Callable[[list[ProbeRequest], list[ProbeResult], float], None]] = []
+        self.captures = sim_capture.SimCaptures()  # running captures see the packets of every probe
+        self.probe_observers.append(lambda requests, results, timeout: self.captures.observe(
+            self.cluster, requests, results, timeout))
 
     def _enforce(self, old: Cluster, new: Cluster) -> None:
         if self.closed:
@@ -78,6 +83,8 @@ class SimLab(LabRuntime):
             results.append(ProbeResult(outcome.allowed, None, outcome.answered_by,
                                        None if outcome.allowed else outcome.error, True,
                                        ex.src, r.dst, r.port, r.protocol, client_ip=outcome.client_ip))
+        for observer in list(self.probe_observers):
+            observer(requests, results, timeout)
         return results
 
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
@@ -94,9 +101,14 @@ class SimLab(LabRuntime):
                  for i, name in enumerate(self.cluster.node_names, start=1)]
         return head + "\n".join(parts)
 
+    def capture(self, target: str, spec: dict[str, Any]) -> sim_capture.SimCapture:
+        """Simulated packets of the lab's probes that ``target`` would see (see ``sim_capture``)."""
+        return self.captures.start(self.cluster, target, spec)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.captures.stop_all()
             if self._on_close:
                 self._on_close(self)
 

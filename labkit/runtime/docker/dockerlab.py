@@ -27,7 +27,7 @@ from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.model.system import DNS_CONF_PATH, DNS_PID_PATH
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import LabRuntime, PodLimits, ProbeRequest, Readiness, StepHook
-from labkit.runtime import neighbours, node_views
+from labkit.runtime import capturing, neighbours, node_views
 from labkit.runtime.docker import engine, nodes, pods, readiness, tracing
 from labkit.runtime.docker import labels as lk
 from labkit.semantics import oracle
@@ -59,6 +59,7 @@ class DockerLab(LabRuntime):
         self._leftovers: list[pods.PodHandle] = []
         self._step_hook = step_hook
         self._closed = False
+        self.captures = capturing.Running()  # running packet captures: stopped at close
 
     # ------------------------------------------------------------ life cycle
     def boot(self) -> None:
@@ -107,6 +108,7 @@ class DockerLab(LabRuntime):
         self._dns = dns.render(self.cluster)
 
     def close(self) -> None:
+        self.captures.stop_all()  # each agent kills its tcpdump before the containers go
         if not self._closed:
             removed = engine.remove(self.client, engine.labelled(self.client, self.name, self.owner))
             self._closed = True  # only now: a close that failed may be tried again
@@ -448,6 +450,11 @@ class DockerLab(LabRuntime):
         ref = self.cluster.pod(src).ref
         handle = self.pods[ref]
         return DockerConnection(self.client, handle.node.id, handle.netns, ref, self._dst_ip(dst), port, timeout)
+
+    def capture(self, target: str, spec: dict):
+        """tcpdump on a pod's eth0 (in its namespace), a node or the internet host (``docker.capture``)."""
+        from labkit.runtime.docker import capture  # noqa: PLC0415
+        return self.captures.add(capture.start(self, target, spec))
 
     def reset_connections(self) -> int:
         """Forget every tracked flow in every node (conntrack -F); returns how many nodes did it."""
