@@ -94,6 +94,21 @@ class TraceEvent:
     def where(self) -> str:
         return f"{self.family} {self.table} {self.chain}"
 
+    def to_dict(self) -> dict:
+        return {"node": self.node, "t": self.t, "trace_id": self.trace_id, "family": self.family,
+                "table": self.table, "chain": self.chain, "kind": self.kind, "text": self.text,
+                "verdict": self.verdict, "packet": dict(self.packet)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TraceEvent":
+        """The inverse of ``to_dict`` (a lab server sends walks' events so); bad data raises ValueError."""
+        if not isinstance(data, dict) or not isinstance(data.get("packet", {}), dict):
+            raise ValueError("a trace event must be an object with a 'packet' object")
+        texts = ("node", "trace_id", "family", "table", "chain", "kind", "text", "verdict")
+        if any(not isinstance(data.get(k, ""), str) for k in texts) or not isinstance(data.get("t"), (int, float)):
+            raise ValueError(f"a trace event needs strings {', '.join(texts)} and a number t")
+        return cls(t=float(data["t"]), packet=dict(data.get("packet") or {}), **{k: data.get(k, "") for k in texts})
+
     @property
     def ours(self) -> bool:
         """A line of labkit's own marking tables (not part of the lab's rules)."""

@@ -18,6 +18,7 @@ import socket
 import urllib.parse
 from typing import Any
 
+from labkit.dataplane import nft_trace
 from labkit.errors import BackendError, BackendUnavailable, LabkitError
 from labkit.model.cluster import Change, Cluster
 from labkit.results import ExecResult, ProbeResult
@@ -118,6 +119,14 @@ class RemoteLab(LabRuntime):
     def probe(self, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
         body = {"timeout": timeout, "requests": [vars(r) for r in requests]}
         return [ProbeResult.from_dict(r) for r in self._call("POST", "probe", body)["results"]]
+
+    def walk(self, requests: list[ProbeRequest], timeout: float) -> tuple[list[ProbeResult], list]:
+        answer = self._call("POST", "walk", {"timeout": timeout, "requests": [vars(r) for r in requests]})
+        try:
+            events = [nft_trace.TraceEvent.from_dict(e) for e in answer.get("events", [])]
+        except ValueError as exc:
+            raise BackendError(f"the lab server sent a walk labkit cannot read: {exc}") from exc
+        return [ProbeResult.from_dict(r) for r in answer["results"]], events
 
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         return ExecResult.from_dict(self._call("POST", "exec", {"pod": pod, "argv": argv, "container": container}))

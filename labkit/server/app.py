@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from labkit.dataplane import nft_trace
 from labkit.errors import BackendError, LabkitError, ModelError, NotFound
 from labkit.model.parse_workloads import LAB_IMAGE
 from labkit.model.fields import dns1123_label
@@ -230,6 +231,7 @@ class LabServer:
                 _text(b, "src"), _text(b, "dst"), _request(b)["port"], _text(b, "protocol"))},
             ("POST", "readiness-detail"): lambda r, b: {"text": r.readiness_detail(_text(b, "pod"))},
             ("POST", "reset-connections"): lambda r, b: {"nodes": r.reset_connections()},
+            ("POST", "walk"): _walk,
         }
 
     def owners(self) -> set[str]:
@@ -300,6 +302,22 @@ def _timeout(body: dict) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 30:
         raise ModelError("must be a number of seconds, more than 0 and at most 30", path="timeout")
     return float(value)
+
+
+def _walk(runtime: LabRuntime, body: dict) -> dict:
+    """Packet walks (``lab.trace``): each request has its own source port, from labkit's walk range."""
+    requests = body.get("requests")
+    if not isinstance(requests, list) or not 1 <= len(requests) <= 1000:
+        raise ModelError("must be a list of 1 to 1000 connections", path="requests")
+    low, high = nft_trace.WALK_SPORTS
+    walks = []
+    for k, q in enumerate(requests):
+        sport = q.get("sport") if isinstance(q, dict) else None
+        if isinstance(sport, bool) or not isinstance(sport, int) or not low <= sport <= high:
+            raise ModelError(f"must be a source port {low}-{high} (a packet walk's)", path=f"requests[{k}].sport")
+        walks.append(ProbeRequest(**_request(q), sport=sport))
+    results, events = runtime.walk(walks, _timeout(body))
+    return {"results": [r.to_dict() for r in results], "events": [e.to_dict() for e in events]}
 
 
 def _request(q: Any) -> dict:

@@ -97,7 +97,9 @@ def test_a_learner_gets_real_packets_as_themselves_and_never_the_engine(server, 
         lab = labkit.Lab.attach("mine", [])
         lab.apply([pod_doc("a"), pod_doc("b")])
         probe = lab.probe("a", "default/b")
+        walk = lab.trace("a", "default/b")  # the kernel's trace, read through the server
         out = {"backend": lab.backend_name, "owner": lab.owner, "probe": probe.to_dict(), "simulated": lab.simulated,
+               "walk": [walk.agrees, walk.verdict, walk.simulated, [h.kind for h in walk.request]],
                "caps": lab.capabilities.to_dict(), "history": lab.history}
         lab.detach()  # a Lab object that goes closes its lab: this one stays for the checks below
         return out
@@ -109,6 +111,9 @@ def test_a_learner_gets_real_packets_as_themselves_and_never_the_engine(server, 
     assert "per pod 64 MiB and 48 processes and 0.5 of a core; 384 MiB for all your pods" in doctor[0], doctor
     assert got["backend"] == "remote" and got["simulated"] is False
     assert got["probe"]["ok"] and got["probe"]["answered_by"] == "default/b" and got["probe"]["latency_ms"]
+    agrees, verdict, simulated, kinds = got["walk"]
+    assert agrees and verdict == "delivered to default/b" and not simulated, got["walk"]
+    assert "guard" in kinds and kinds[-1] == "deliver", kinds  # hops the kernel traced, not the oracle's
     assert got["caps"]["real_packets"] and "lab server" in got["caps"]["where"]
     assert len(containers("mine", alice)) > 4  # on the server's engine, labelled with alice's Unix name
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,14 @@ if TYPE_CHECKING:
 
 WALK_SECONDS = 60          # the agent disarms by itself after this long, whatever happens here
 STAGGER_MS = 3             # between the walks' connections: a burst of traces would overrun the monitor
-_walks = threading.Lock()  # one walk at a time per process: they share the trace table's name
+_locks: "weakref.WeakKeyDictionary[DockerLab, threading.Lock]" = weakref.WeakKeyDictionary()
+_guard = threading.Lock()
+
+
+def _walk_lock(lab: "DockerLab") -> threading.Lock:
+    """One walk at a time per lab (its walks share the trace table's name); other labs' walks run beside it."""
+    with _guard:
+        return _locks.setdefault(lab, threading.Lock())
 
 
 class NodeWatch:
@@ -161,7 +169,7 @@ def walk(lab: "DockerLab", requests: list[ProbeRequest],
         raise BackendError("every traced connection needs a source port of its own")
     arm = nft_trace.walk_tables(sports, requests[0].protocol if len({r.protocol for r in requests}) == 1 else None)
     disarm = nft_trace.disarm(names.TRACE_TABLE, ("bridge", "ip"))
-    with _walks:
+    with _walk_lock(lab):
         watches = _arm_all(lab, arm, disarm, WALK_SECONDS)
         try:
             results = _probe(lab, watches, requests, timeout)
