@@ -94,9 +94,12 @@ class Observing:
                 sports = random.sample(range(nft_trace.WALK_SPORTS[0], nft_trace.WALK_SPORTS[1] + 1), len(group))
                 batch = [replace(requests[k], sport=p) for k, p in zip(group, sports)]
                 results, events = self._runtime.walk(batch, timeout)
+                unrelated = sum(1 for e in events if e.kind == "packet" and not {
+                    e.packet.get("sport"), e.packet.get("dport")} & set(sports))
                 for k, res, r in zip(group, results, batch):
                     src, dst, ip, port, protocol = wanted[k]
                     walks[k] = packet_walk.observed(cluster, src, dst, ip, port, protocol, res, events, r.sport)
+                    walks[k].unrelated_packets = unrelated
             todo = [k for k in todo if not walks[k].complete]
             if not todo:
                 break

@@ -45,6 +45,7 @@ class Walk:
     differences: list[str] = field(default_factory=list)
     request_label: str = ""
     reply_label: str = ""
+    unrelated_packets: int = 0  # packets of other connections in the same trace: 0 unless marking is broken
 
     @property
     def agrees(self) -> bool:
@@ -95,6 +96,9 @@ class Walk:
         if not self.reply and self.facts.outcome == "delivered":
             lines.append("<- no answer was traced")
         lines += [f"then {x}" for x in self.later]
+        if self.unrelated_packets:
+            lines.append(f"Note: the kernel also traced {self.unrelated_packets} packet(s) of other connections; "
+                         "labkit marks only the walked ones (please report this with lab.rules()).")
         if self.simulated:
             lines.append("Simulated: these are the oracle's hops (lab.explain), not the kernel's.")
         elif self.differences:
@@ -146,7 +150,8 @@ class Walk:
                 "request": [h.to_dict() for h in self.request], "reply": [h.to_dict() for h in self.reply],
                 "request_label": self.request_label, "reply_label": self.reply_label,
                 "later": list(self.later), "facts": self.facts.to_dict(), "expected": self.expected.to_dict(),
-                "differences": list(self.differences), "explanation": self.explanation.to_dict()}
+                "differences": list(self.differences), "explanation": self.explanation.to_dict(),
+                "unrelated_packets": self.unrelated_packets}
 
 
 def differences(facts: Facts, expected: Facts, explanation: oracle.Explanation) -> list[str]:

@@ -10,8 +10,7 @@ import pytest
 
 import labkit
 from labkit.dataplane import names
-from labkit.runtime.base import ProbeRequest
-from labkit.runtime.docker import dockerlab
+from labkit.runtime import neighbours
 from tests.integration.helpers import node_exec, wait_until
 
 pytestmark = pytest.mark.docker
@@ -81,7 +80,7 @@ def test_each_kind_of_hop_is_traced_as_the_oracle_says(lab, src, dst, port, prot
 
 
 def test_only_the_traced_connection_is_marked(lab):
-    """Other traffic during a walk (a busy client of the same Service) leaves no line in its trace."""
+    """Other traffic during walks (a busy client in the same node) leaves no packet in their trace."""
     stop = threading.Event()
 
     def busy() -> None:
@@ -91,20 +90,19 @@ def test_only_the_traced_connection_is_marked(lab):
     other = threading.Thread(target=busy)
     other.start()
     try:
-        results, events = lab._runtime.walk([ProbeRequest("x/a", "10.244.2.2", 80, "TCP", 23456)], 0.5)
+        walks = [lab.trace("x/a", "x/b", 80, timeout=0.5) for _ in range(3)]
     finally:
         stop.set()
         other.join()
-    assert results[0].ok
-    ports = [(e.packet.get("sport"), e.packet.get("dport")) for e in events if e.kind == "packet"]
-    assert ports and all(23456 in p for p in ports), set(ports)
+    assert all(w.agrees and w.result.ok for w in walks)
+    assert [w.unrelated_packets for w in walks] == [0, 0, 0]
 
 
 def test_tracing_is_switched_off_when_the_walk_fails(lab, monkeypatch):
-    def broken(self, res, request):
-        raise RuntimeError("a failure in the middle of a walk")
+    def broken(local):
+        raise RuntimeError("a failure in the middle of a walk, after every node was armed")
 
-    monkeypatch.setattr(dockerlab.DockerLab, "probe_result", broken)
+    monkeypatch.setattr(neighbours, "read", broken)
     with pytest.raises(RuntimeError):
         lab.trace("x/a", "x/b", 80)
     monkeypatch.undo()
