@@ -27,14 +27,14 @@ def reserve_path(path: Any, lab: str, target: str, now: float | None = None) -> 
     """Where the capture's file goes, and whether it was chosen (and created, empty) here.
 
     Without ``path``: ``captures/<lab>-<target, / as _>-<YYYYmmdd-HHMMSS>.pcap`` under the current
-    directory, never one that exists (``-2``, ``-3`` ... are added). A given path is used as is."""
+    directory (or under ``$LABKIT_CAPTURE_DIR``), never one that exists (``-2``, ``-3`` ... are added). A given path is used as is."""
     if path is not None:
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ModelError(f"path={path!r}: give a file name such as \"captures/web.pcap\" (or None)", path="path")
         chosen = Path(path)
         chosen.parent.mkdir(parents=True, exist_ok=True)
         return chosen, False
-    folder = Path(CAPTURES_DIR)
+    folder = Path(os.environ.get("LABKIT_CAPTURE_DIR") or CAPTURES_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{lab}-{target.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
     for n in range(1, 1000):

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -33,6 +34,7 @@ IDS = [p.stem for p in NOTEBOOKS]
 
 def run_nbval(notebook: Path, backend: str, *, solutions: bool = True, strict: bool = True) -> tuple[int, str]:
     env = dict(os.environ, LABKIT_BACKEND=backend, LABKIT_STRICT_CHECKS="1" if strict else "0",
+               LABKIT_CAPTURE_DIR=tempfile.mkdtemp(prefix="labkit-captures-"),  # pcaps never land in the repo
                LABKIT_APPLY_SOLUTIONS="1" if solutions else "0",
                PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", "--nbval-lax",
