@@ -142,6 +142,8 @@ class Walk:
                          f"<b>Differs from the oracle (lab.explain):</b><ul>{items}</ul></div>")
         elif not self.simulated:
             parts.append("<div style='color:#1a7f37'>The oracle (lab.explain) agrees.</div>")
+        parts.append(f"<details><summary>What the oracle says (lab.explain)</summary>"
+                     f"{self.explanation._repr_html_()}</details>")
         return "".join(parts) + "</div>"
 
     def to_dict(self) -> dict:
