@@ -4,8 +4,8 @@ Owns the node side of packet walks and of the flow log. The first stdin line is 
 ``{"arm": nft text, "disarm": nft text, "seconds": max}``. The agent starts ``nft monitor trace``,
 waits until that process has joined the kernel's trace group (its netlink socket in
 ``/proc/net/netlink``, protocol 12, group NFNLGRP_NFTRACE), applies ``arm`` (tables whose rules
-``meta nftrace set 1`` on the chosen packets only), says ``{"armed": true}`` and then sends each
-trace line as ``{"t": unix time, "line": text}``. A line ``stop`` on stdin, the end of stdin or
+``meta nftrace set 1`` on the chosen packets only), says ``{"armed": true, "pids": [agent, monitor]}``
+and then sends each trace line as ``{"t": unix time, "line": text}``. A line ``stop`` on stdin, the end of stdin or
 ``seconds`` ends it: ``disarm`` is applied and the monitor stopped on every way out, then
 ``{"done": true, "reason": ...}``. A line ``{"probe": request}`` (a ``probe`` command's request) runs
 those probes here while the trace runs and answers ``{"probe": answer}``: a packet walk costs one
@@ -148,7 +148,7 @@ def main():
             _emit({"error": "arming the trace failed: %s" % err.strip()})
             return 2
         armed = True
-        _emit({"armed": True, "t": time.time()})
+        _emit({"armed": True, "t": time.time(), "pids": [os.getpid(), proc.pid]})  # this agent, its monitor
         reason = _wait_for_end(time.monotonic() + request["seconds"])
     finally:
         code, _, err = run_nft(["-f", "-"], request["disarm"])  # always: disarm is idempotent

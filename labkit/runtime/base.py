@@ -257,6 +257,12 @@ class LabRuntime(ABC):
         node: the results and the trace's events (``labkit.dataplane.nft_trace.TraceEvent``), in order."""
         raise LabkitError(f"the {type(self).__name__} runtime cannot trace packets: use backend='docker' or 'sim'")
 
+    def flows(self, on_event: Callable[[Any], None]) -> "FlowSource":  # noqa: F821
+        """Start the flow log: ``on_event`` gets each new connection attempt (``labkit.runtime.flowing``:
+        ``TracedFlow`` seen by the kernel, ``SimulatedFlow`` answered by the oracle) from the source's own
+        thread until the returned ``FlowSource`` stops; it runs when this returns. Stopped at close."""
+        raise LabkitError(f"the {type(self).__name__} runtime has no flow log: use backend='docker' or 'sim'")
+
     def exec_node(self, node: str, argv: list[str]) -> ExecResult:
         """One read-only view of a node (``labkit.runtime.node_views.VIEWS``: routes, the bridge)."""
         raise LabkitError(f"the {type(self).__name__} runtime shows no node views: use backend='docker' or 'sim'")

@@ -20,7 +20,8 @@ from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import (Backend, Capabilities, LabInfo, LabRuntime, ProbeRequest, Readiness,
                                  check_owner, replay)
-from labkit.runtime import node_views, sim_capture, sim_pods
+from labkit.runtime import node_views, sim_capture, sim_flows, sim_pods
+from labkit.runtime.flowing import sources_of
 from labkit.semantics import oracle
 
 
@@ -105,10 +106,15 @@ class SimLab(LabRuntime):
         """Simulated packets of the lab's probes that ``target`` would see (see ``sim_capture``)."""
         return self.captures.start(self.cluster, target, spec)
 
+    def flows(self, on_event: Callable[[Any], None]) -> sim_flows.SimFlows:
+        """Each probe this lab answers, as a simulated flow (see ``sim_flows``)."""
+        return sim_flows.SimFlows(self, on_event)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.captures.stop_all()
+            sources_of(self).stop_all()
             if self._on_close:
                 self._on_close(self)
 

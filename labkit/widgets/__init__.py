@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ErrorArea", "ExerciseView", "ExplainView", "LabPanel", "LiveTraffic", "MatrixView", "PolicyEditor",
-           "ServiceEditor", "Throttle", "YamlEditor"]
+__all__ = ["ErrorArea", "ExerciseView", "ExplainView", "FlowsView", "LabPanel", "LiveTraffic", "MatrixView",
+           "PolicyEditor", "ServiceEditor", "Throttle", "YamlEditor"]
 _WHERE = {"ErrorArea": "common", "Throttle": "common", "YamlEditor": "yaml_editor", "MatrixView": "matrix",
           "ExplainView": "explain", "PolicyEditor": "policy", "ServiceEditor": "service",
-          "LiveTraffic": "live", "LabPanel": "panel", "ExerciseView": "exercise"}
+          "LiveTraffic": "live", "LabPanel": "panel", "ExerciseView": "exercise", "FlowsView": "flows"}
 
 
 def __getattr__(name: str) -> Any:

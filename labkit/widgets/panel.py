@@ -2,7 +2,8 @@
 
 Owns the composition and the refresh flow: a banner saying where results come from
 (real packets on docker, or SIMULATED), Refresh and Live controls, one shared error area
-(class ``labkit-error``), and tabs Topology / Matrix / Policies / Services / Explain.
+(class ``labkit-error``), and tabs Topology / Matrix / Policies / Services / Explain / Flows
+(the live flow log, ``widgets.flows``; it stops when the panel closes).
 After an editor applies a change everything refreshes; a change made in code (``lab.apply``
 in another cell) reaches the panel through ``lab.change_listeners``: the banner says at once
 that the view is stale, and the panel refreshes itself when the cell is done (at once when
@@ -21,12 +22,13 @@ import ipywidgets as W
 from labkit.probe.matrix import Matrix
 from labkit.widgets.common import ErrorArea, Throttle, close_all, css_widget, guard, running_loop, set_classes
 from labkit.widgets.explain import ExplainView
+from labkit.widgets.flows import FlowsView
 from labkit.widgets.live import LiveTraffic
 from labkit.widgets.matrix import MatrixView
 from labkit.widgets.policy import PolicyEditor
 from labkit.widgets.service import ServiceEditor
 
-TABS = ("Topology", "Matrix", "Policies", "Services", "Explain")
+TABS = ("Topology", "Matrix", "Policies", "Services", "Explain", "Flows")
 
 
 class LabPanel(W.VBox):
@@ -34,7 +36,7 @@ class LabPanel(W.VBox):
 
     Parts: ``banner``, ``refresh_button``, ``live`` (LiveTraffic), ``errors`` (ErrorArea),
     ``tabs``, ``topology`` (Image), ``matrix_view``, ``policies``, ``services``,
-    ``explain_view``; ``drawn`` counts topology redraws; ``stale`` is True from a change made
+    ``explain_view``, ``flows_view``; ``drawn`` counts topology redraws; ``stale`` is True from a change made
     elsewhere until the next refresh. ``topology_options`` go to ``labkit.viz.topology_figure``
     (e.g. ``{"group": "namespace"}`` or ``{"only": "denied"}``).
     """
@@ -60,6 +62,7 @@ class LabPanel(W.VBox):
         self.policies = PolicyEditor(lab, on_change=self._changed, errors=self.errors)
         self.services = ServiceEditor(lab, on_change=self._changed, errors=self.errors)
         self.explain_view = ExplainView(lab, port, protocol, errors=self.errors)
+        self.flows_view = FlowsView(lab, errors=self.errors)
         self.topology = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
         set_classes(self.topology, "labkit-topology")
         self.live = LiveTraffic(lab, port, protocol, rate_hz, on_result=self._live_result, errors=self.errors)
@@ -76,7 +79,7 @@ class LabPanel(W.VBox):
                          "<code>{'only': 'denied'}</code>, <code>{'focus': 'ns/pod'}</code>, "
                          "<code>{'only': 'changes'}</code>.</small>")
         self.tabs = W.Tab(children=[W.VBox([caption, self.topology]), self.matrix_view, self.policies,
-                                    self.services, self.explain_view], titles=TABS)
+                                    self.services, self.explain_view, self.flows_view], titles=TABS)
         set_classes(self.tabs, "labkit-tabs")
         super().__init__([css_widget(), self.banner, W.HBox([self.refresh_button, self.live]), self.errors,
                           self.tabs])
@@ -108,6 +111,8 @@ class LabPanel(W.VBox):
 
     def close(self) -> None:
         """Stop live probing and close every widget of the panel."""
+        if getattr(self, "flows_view", None) is not None:  # its flow log stops (and disarms every node)
+            self.flows_view.close()
         if getattr(self, "live", None) is not None:  # absent when __init__ failed early
             self.live.close()
         if getattr(self, "_redraw", None) is not None:

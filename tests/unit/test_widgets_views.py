@@ -299,7 +299,7 @@ def test_explain_view_names_the_deciding_policy(lab):
 def test_panel_banner_says_simulated_and_has_the_tabs(panel, lab):
     assert "SIMULATED" in panel.banner.value and lab.notice in panel.banner.value
     assert {"labkit-banner", "simulated"} <= set(panel.banner._dom_classes)
-    assert panel.tabs.titles == ("Topology", "Matrix", "Policies", "Services", "Explain")
+    assert panel.tabs.titles == ("Topology", "Matrix", "Policies", "Services", "Explain", "Flows")
     assert panel.topology.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert "labkit-live" in panel.live.toggle._dom_classes
     assert "labkit-error" in panel.errors.html._dom_classes

@@ -29,6 +29,7 @@ from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import LabRuntime, PodLimits, ProbeRequest, Readiness, StepHook
 from labkit.runtime import capturing, neighbours, node_views
 from labkit.runtime.docker import engine, nodes, pods, readiness, tracing
+from labkit.runtime.docker import flows as flow_log
 from labkit.runtime.docker import labels as lk
 from labkit.semantics import oracle
 
@@ -109,6 +110,7 @@ class DockerLab(LabRuntime):
 
     def close(self) -> None:
         self.captures.stop_all()  # each agent kills its tcpdump before the containers go
+        flow_log.stop_all(self)  # and each flow log's agent disarms its node
         if not self._closed:
             removed = engine.remove(self.client, engine.labelled(self.client, self.name, self.owner))
             self._closed = True  # only now: a close that failed may be tried again
@@ -392,6 +394,9 @@ class DockerLab(LabRuntime):
 
     def walk(self, requests: list[ProbeRequest], timeout: float) -> tuple[list[ProbeResult], list]:
         return tracing.walk(self, requests, timeout)
+
+    def flows(self, on_event):
+        return flow_log.subscribe(self, on_event)
 
     def exec_node(self, node: str, argv: list[str]) -> ExecResult:
         """One read-only view of a node (the allow-list of ``node_views``), run in the node's container."""
