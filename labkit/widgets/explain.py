@@ -1,8 +1,9 @@
-"""The Explain tab: pick a source pod and any destination, read the oracle's reasons.
+"""The Explain tab: pick a source pod and any destination, read the oracle's reasons, walk the packet.
 
 Owns ``ExplainView``: a source pod, a destination (pod ref, Service DNS name, IP; the
-suggestions list the lab's pods and Services), port and protocol, and the sentences of
-``lab.explain`` naming the policy and rule that decided.
+suggestions list the lab's pods and Services), port and protocol, the sentences of
+``lab.explain`` naming the policy and rule that decided, and beside them the packet walk of
+``lab.trace`` (the kernel's hops, or the oracle's on sim), flagged where the two differ.
 """
 from __future__ import annotations
 
@@ -32,13 +33,20 @@ class ExplainView(W.VBox):
                                          style=style, layout=W.Layout(width="14em"))
         self.button = W.Button(description="Explain", icon="question", button_style="info")
         set_classes(self.button, "labkit-explain-button")
+        self.trace_button = W.Button(description="Trace the packet", icon="road", button_style="",
+                                     tooltip="make one connection and show each rule the kernel applied to it")
+        set_classes(self.trace_button, "labkit-trace-button")
+        self.walk_output = W.HTML()
+        set_classes(self.walk_output, "labkit-walk-output")
         self.output = W.HTML()
         set_classes(self.output, "labkit-explain")
         self.button.on_click(guard(lambda _b: self.explain(), self.errors, "explaining"))
+        self.trace_button.on_click(guard(lambda _b: self.trace(), self.errors, "tracing the packet"))
         self._seen: Any = None
         children = [css_widget(), W.HTML("Why can (or can't) one pod reach a destination? The oracle names the "
                                          "policy and the rule that decided."),
-                    self.src, self.dst, W.HBox([self.port_input, self.protocol_input]), self.button, self.output]
+                    self.src, self.dst, W.HBox([self.port_input, self.protocol_input]),
+                    W.HBox([self.button, self.trace_button]), self.output, self.walk_output]
         super().__init__(children + ([self.errors] if own_errors else []))
         set_classes(self, "labkit-explain-view")
         self.refresh()
@@ -75,3 +83,16 @@ class ExplainView(W.VBox):
         if explanation.may_answer and len(explanation.may_answer) > 1:
             self.output.value += f"<small>may answer: {html.escape(', '.join(explanation.may_answer))}</small>"
         return explanation
+
+    def trace(self, src: str | None = None, dst: str | None = None) -> Any:
+        """Walk one packet ``src -> dst`` (default: the form's values) through the kernel's rules, beside
+        the explanation; shows and returns the Walk."""
+        explanation = self.explain(src, dst)
+        if explanation is None:
+            return None
+        self.walk_output.value = "<i>tracing one connection...</i>"
+        walk = self.lab.trace(src or self.src.value, (dst or self.dst.value).strip(), self.port_input.value,
+                              self.protocol_input.value)
+        self.walk_output.value = walk._repr_html_()
+        return walk
+

@@ -295,6 +295,19 @@ def test_explain_view_names_the_deciding_policy(lab):
     assert "y/a" in view.dst.options and "203.0.113.10" in view.dst.options
 
 
+def test_explain_view_walks_the_packet_beside_the_explanation(lab):
+    lab.apply(DENY_ALL_X)
+    view = ExplainView(lab)
+    view.src.value, view.dst.value = "y/b", "x/a"
+    view.trace_button.click()
+    assert "denied" in view.output.value  # the explanation is shown too
+    assert "labkit-walk" in view.walk_output.value and "DROPPED" in view.walk_output.value
+    assert "simulated" in view.walk_output.value  # on sim, the oracle's hops, said so
+    view.dst.value = "y/a"
+    walk = view.trace()
+    assert walk.verdict == "delivered to y/a" and "DROPPED" not in view.walk_output.value
+
+
 # ------------------------------------------------------------------ the panel
 def test_panel_banner_says_simulated_and_has_the_tabs(panel, lab):
     assert "SIMULATED" in panel.banner.value and lab.notice in panel.banner.value
