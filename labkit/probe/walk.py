@@ -61,8 +61,9 @@ class Walk:
             return True
         if f.outcome == "unknown":
             return False
-        if f.outcome == "delivered":
-            wanted = {"ingress"} | (set() if self.src == oracle.INTERNET else {"egress"})
+        if f.outcome == "delivered" and not any(h.kind == "local" for h in self.request):
+            wanted = ({"ingress"} if "/" in (f.endpoint or "") else set()) | (
+                set() if self.src == oracle.INTERNET else {"egress"})
             return wanted <= {d[0] for d in f.decisions}
         return True
 
@@ -183,6 +184,18 @@ def differences(facts: Facts, expected: Facts, explanation: oracle.Explanation) 
     return out
 
 
+def _unsent(src: str, ip: str, port: int, protocol: str, result: ProbeResult,
+            cluster: Cluster) -> tuple[Hop, Facts] | None:
+    """Why no node traced anything, when that is expected: the pod talked to itself (loopback), or the
+    client could not send at all (no SCTP sockets in this kernel). None: the trace lost the lines."""
+    if src != oracle.INTERNET and ip == cluster.pod_ips.get(src):
+        outcome = "delivered" if result.ok else "refused" if "refused" in (result.error or "") else "dropped"
+        return walk_oracle.local_hop(src, ip, port, protocol), Facts(outcome=outcome, endpoint=src)
+    if result.error and "not supported" in result.error:
+        return Hop("", "unsent", f"nothing was sent: {result.error}"), Facts(outcome="unsent")
+    return None
+
+
 def _merged(hops: list[Hop]) -> list[Hop]:
     """One conntrack hop per node (the egress and ingress chains both accept an established packet)."""
     out: list[Hop] = []
@@ -206,8 +219,15 @@ def observed(cluster: Cluster, src: str, dst: str, ip: str, port: int, protocol:
              events: list[nft_trace.TraceEvent], sport: int) -> Walk:
     """The walk the kernel traced (docker), compared with the oracle."""
     explanation = oracle.explain(cluster, src, ip, port, protocol)
-    reader = Reader(cluster, comments(cluster))
+    _, _, expected = walk_oracle.expected(cluster, src, ip, port, protocol, explanation, result)
     found = packets(events, sport)
+    if not found:
+        unsent = _unsent(src, ip, port, protocol, result, cluster)
+        if unsent is not None:
+            hop, facts = unsent
+            return Walk(src, dst, ip, port, protocol, result, [hop], [], facts, expected, explanation, False, [],
+                        differences(facts, expected, explanation) if hop.kind == "local" else [])
+    reader = Reader(cluster, comments(cluster))
     first = next((p for p in found if p.direction == "request"), None)
     answer = next((p for p in found if p.direction == "reply"), None)
     facts, reply_facts = Facts(), Facts()
@@ -233,7 +253,6 @@ def observed(cluster: Cluster, src: str, dst: str, ip: str, port: int, protocol:
     elif protocol == "TCP" and facts.outcome == "delivered" and answer is not None:
         later.append("the connection's later packets (ACK, data, FIN) are not traced: like the answer, they "
                      "belong to an established connection, and conntrack lets them through")
-    _, _, expected = walk_oracle.expected(cluster, src, ip, port, protocol, explanation, result)
     return Walk(src, dst, ip, port, protocol, result, request, reply, facts, expected, explanation, False, later,
                 differences(facts, expected, explanation), first.label if first else "",
                 answer.label if answer else "")

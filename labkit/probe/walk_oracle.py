@@ -38,6 +38,13 @@ def expected_outcome(outcome: oracle.Outcome | None) -> str:
     return "dropped"
 
 
+def local_hop(src: str, ip: str, port: int, protocol: str) -> Hop:
+    """A pod connecting to its own address: the packet never leaves the pod's network namespace."""
+    return Hop("", "local", f"{src} connects to its own address {ip}:{port}/{protocol}: the packet goes through "
+                            "the pod's loopback and never reaches its node, so no rule of any node sees it (a pod can "
+                            "always reach itself; NetworkPolicies never apply to that)")
+
+
 def _decision_hop(node: str, d) -> Hop:
     if not d.isolating:
         return Hop(node, "policy", f"{d.direction} of {d.subject}: no NetworkPolicy selects it for {d.direction}, "
@@ -62,6 +69,9 @@ def expected(cluster: Cluster, src: str, ip: str, port: int, protocol: str, expl
     hops = [Hop(here, "enter", f"arrives from {'the internet host' if internet else src}: {src_ip} -> {ip}:{port}")]
     if outcome is None:
         return hops, [], facts
+    if ip == src_ip:
+        facts.endpoint = outcome.answered_by
+        return [local_hop(src, ip, port, protocol)], [], facts
     service = svc.service_by_ip(cluster, ip)
     nodeport = [s for s in cluster.services.values() for p in s.ports if p.node_port == port] if ip in node_ips else []
     if service is not None or nodeport:

@@ -166,7 +166,7 @@ class Reader:
             if hop is not None:
                 out.append(hop)
         if not any(h.kind in ("drop", "reject") for h in out):
-            out.append(self._leave(node, last, facts))
+            out.append(self._leave(node, last, facts, events))
         return out
 
     def _rule_hop(self, node: str, e: TraceEvent, facts: Facts, packet: dict) -> Hop | None:
@@ -265,16 +265,42 @@ class Reader:
         owner = self.by_ip.get(packet.get("saddr" if chain == "egress" else "daddr") or "")
         return owner if owner and addr.node_name(self.cluster.pod_nodes[owner]) == node else None
 
-    def _leave(self, node: str, p: dict, facts: Facts) -> Hop:
-        oif, dst = p.get("oif"), p.get("daddr")
-        if oif in (names.FABRIC_BRIDGE, names.FABRIC_LINK) or (oif or "").startswith("lkf"):
+    def _leave(self, node: str, p: dict, facts: Facts, events: list[TraceEvent]) -> Hop:
+        """Where the packet went from ``node``: another node, a local pod, the internet host, or nowhere."""
+        oif, dst = p.get("oif"), p.get("daddr") or ""
+        if not any(e.family in ("ip", "inet") for e in events if not e.ours):
+            return Hop(node, "leave", f"switched through {node}'s bridge towards {self.who(dst)} (not routed here)")
+        mine = any(dst in (addr.node_ip(i), addr.node_gateway(i)) and addr.node_name(i) == node
+                   for i in range(1, self.cluster.node_count + 1)) or (node == "node-1" and dst == addr.INTERNET_GATEWAY)
+        if not oif and mine:
+            self._decide(facts, "refused", f"{node} itself")
+            return Hop(node, "reject", f"for {node} itself: no Service translated it and nothing on a node listens "
+                                       "there, so the node's kernel refuses the connection", verdict="reject")
+        if not oif:
+            self._decide(facts, "dropped", "")
+            facts.deciding_rule = facts.deciding_rule or "routing: no route"
+            return Hop(node, "drop", f"DROPPED: {node} has no route to {dst} (no node has a way out of the lab, "
+                                     "so nothing addressed outside it ever leaves)", verdict="drop")
+        if dst == addr.INTERNET_HOST_IP:
+            self._decide(facts, "delivered", "internet")
+            return Hop(node, "deliver", f"leaves {node} over the fabric ({oif}) to the internet host, outside the "
+                                        "cluster but still inside the lab")
+        if oif in (names.FABRIC_BRIDGE, names.FABRIC_LINK) or oif.startswith("lkf"):
             return Hop(node, "leave", f"leaves {node} over the fabric ({oif}) towards {self.who(dst)}")
-        owner = self.by_ip.get(dst or "")
+        owner = self.by_ip.get(dst)
         if owner and addr.node_name(self.cluster.pod_nodes[owner]) == node:
-            if facts.outcome == "unknown":
-                facts.outcome, facts.endpoint = "delivered", owner
+            self._decide(facts, "delivered", owner)
             return Hop(node, "deliver", f"delivered to {owner} through cni0 (its veth)")
-        return Hop(node, "leave", f"leaves {node} by {oif or 'the bridge'} towards {self.who(dst)}")
+        if oif == names.BRIDGE and not owner:
+            self._decide(facts, "dropped", "")
+            return Hop(node, "drop", f"DROPPED: no pod has the address {dst}, so {node}'s ARP request for it goes "
+                                     "unanswered and the packet is dropped", verdict="drop")
+        return Hop(node, "leave", f"leaves {node} by {oif} towards {self.who(dst)}")
+
+    @staticmethod
+    def _decide(facts: Facts, outcome: str, endpoint: str) -> None:
+        if facts.outcome == "unknown":
+            facts.outcome, facts.endpoint = outcome, endpoint or facts.endpoint
 
 
 def _comment(text: str) -> str:

@@ -181,6 +181,8 @@ def test_sim_walks_are_the_oracle_s_and_say_so(lab):
     assert denied.verdict == "dropped" and denied.request[-1].kind == "drop" and not denied.reply
     walks = lab.trace_many([("x/a", "x/b", 80, "TCP"), ("x/c", "x/b", 80, "TCP")])
     assert [w.verdict for w in walks] == ["delivered to x/b", "dropped"]
+    itself = lab.trace("x/a", "x/a", 80)
+    assert [h.kind for h in itself.request] == ["local"] and itself.verdict == "delivered to x/a"
 
 
 def test_bad_trace_input_names_the_field(lab):
