@@ -5,7 +5,8 @@ calls its ``on_event`` from its own thread with each new connection attempt unti
 which is idempotent; ``pids`` are the processes it runs in the nodes, ``errors`` what went
 wrong), the two records it hands over — ``TracedFlow`` (docker: the first packet of one new
 connection as the kernel traced it, its events on each node it crossed, in travel order) and
-``SimulatedFlow`` (sim: one probe the oracle answered, with its explanation) — the
+``SimulatedFlow`` (sim: one probe the oracle answered, with its explanation), each with a plain-data
+form (``to_dict``; ``flow_from_dict`` reads it: what a lab server sends) — the
 ``Assembler`` that makes ``TracedFlow``s of the nodes' ``nft monitor trace`` lines, and
 ``sources_of(runtime)``, a runtime's running sources, all stopped when the lab closes.
 
@@ -27,11 +28,12 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar
 
 from labkit.dataplane import names, nft_trace
 from labkit.dataplane.nft_trace import TraceEvent
+from labkit.errors import ModelError
 from labkit.results import ProbeResult
 from labkit.runtime.base import ProbeRequest
 from labkit.semantics.oracle import Explanation
@@ -51,6 +53,22 @@ class TracedFlow:
     legs: tuple[tuple[str, tuple[TraceEvent, ...]], ...]
     simulated: ClassVar[bool] = False
 
+    def to_dict(self) -> dict:
+        return {"kind": "traced", "t": self.t,
+                "legs": [[node, [e.to_dict() for e in events]] for node, events in self.legs]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "TracedFlow":
+        """The inverse of ``to_dict`` (a lab server sends flows so); bad data raises ValueError."""
+        if not isinstance(data, dict) or not _number(data.get("t")) or not isinstance(data.get("legs"), list):
+            raise ValueError("a traced flow must be an object with a number t and a list legs")
+        legs = []
+        for leg in data["legs"]:
+            if not (isinstance(leg, list) and len(leg) == 2 and isinstance(leg[0], str) and isinstance(leg[1], list)):
+                raise ValueError("each leg of a traced flow must be [node, [trace events]]")
+            legs.append((leg[0], tuple(TraceEvent.from_dict(e) for e in leg[1])))
+        return cls(float(data["t"]), tuple(legs))
+
 
 @dataclass(frozen=True)
 class SimulatedFlow:
@@ -63,8 +81,46 @@ class SimulatedFlow:
     batch: int = 0
     simulated: ClassVar[bool] = True
 
+    def to_dict(self) -> dict:
+        return {"kind": "simulated", "t": self.t, "request": asdict(self.request), "result": self.result.to_dict(),
+                "explanation": self.explanation.to_dict(), "batch": self.batch}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SimulatedFlow":
+        """The inverse of ``to_dict``; bad data raises ValueError."""
+        if not isinstance(data, dict) or not _number(data.get("t")) or not isinstance(data.get("request"), dict) \
+                or isinstance(data.get("batch"), bool) or not isinstance(data.get("batch", 0), int):
+            raise ValueError("a simulated flow must be an object with a number t, an object request and a whole "
+                             "number batch")
+        q = data["request"]
+        texts, port, sport = [q.get(k) for k in ("src", "dst", "protocol")], q.get("port"), q.get("sport")
+        if not all(isinstance(v, str) for v in texts) or isinstance(port, bool) or not isinstance(port, int) \
+                or isinstance(sport, bool) or not isinstance(sport, (int, type(None))):
+            raise ValueError("a simulated flow's request needs strings src, dst, protocol and a port number")
+        try:
+            result, explanation = ProbeResult.from_dict(data.get("result")), Explanation.from_dict(
+                data.get("explanation"))
+        except ModelError as exc:
+            raise ValueError(f"a simulated flow's result or explanation: {exc}") from exc
+        return cls(float(data["t"]), ProbeRequest(texts[0], texts[1], port, texts[2], sport), result, explanation,
+                   data.get("batch", 0))
+
 
 Flow = TracedFlow | SimulatedFlow
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def flow_from_dict(data: Any) -> Flow:
+    """A flow in its plain-data form (``to_dict``, with its ``kind``) again; bad data raises ValueError."""
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "traced":
+        return TracedFlow.from_dict(data)
+    if kind == "simulated":
+        return SimulatedFlow.from_dict(data)
+    raise ValueError(f"a flow's kind must be 'traced' or 'simulated', got {kind!r}")
 
 
 QUIET = 0.15          # seconds without a line after which a packet is complete

@@ -7,6 +7,7 @@ is (the socket's peer credentials, and/or the JupyterHub token sent with every r
 ``$LABKIT_TOKEN`` or the ``$JUPYTERHUB_API_TOKEN`` a hub server has), so ``owner`` here only
 has to match it. Results say
 they are real packets: they come from the server's engine. Only the standard library is used.
+Captures and flow logs, which run on the server between calls, are ``remote_observe``'s handles.
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from labkit.dataplane import nft_trace
 from labkit.errors import BackendError, BackendUnavailable, LabkitError
 from labkit.model.cluster import Change, Cluster
 from labkit.results import ExecResult, ProbeResult
-from labkit.runtime import wire
+from labkit.runtime import capturing, wire
 from labkit.runtime.base import (Backend, Capabilities, LabInfo, LabRuntime, ProbeRequest, Readiness, model_op,
                                  replay)
+from labkit.runtime.flowing import sources_of
+from labkit.runtime.remote_observe import RemoteCapture, RemoteFlows
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -92,6 +95,7 @@ class RemoteLab(LabRuntime):
         super().__init__(name, owner, cluster)
         self.client = client
         self._closed = False
+        self.captures = capturing.Running()  # running packet captures: stopped (and their files written) at close
 
     def _call(self, method: str, action: str, body: dict | None = None) -> dict:
         return self.client.call(method, wire.lab_path(self.name, action), body)
@@ -147,9 +151,19 @@ class RemoteLab(LabRuntime):
     def reset_connections(self) -> int:
         return self._call("POST", "reset-connections")["nodes"]
 
+    def capture(self, target: str, spec: dict[str, Any]) -> RemoteCapture:
+        """tcpdump on the lab server's engine; returns once it listens (``remote_observe``)."""
+        return self.captures.add(RemoteCapture(self._call, target, spec))  # type: ignore[return-value]
+
+    def flows(self, on_event) -> RemoteFlows:
+        """The lab server's flow log of this lab, polled (``remote_observe``)."""
+        return sources_of(self).add(RemoteFlows(self._call, on_event))  # type: ignore[return-value]
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self.captures.stop_all()  # their pcap comes back and their files are written first
+            sources_of(self).stop_all()
             try:
                 self._call("DELETE", "")
             except LabkitError as exc:  # gone already (the server restarted and removed it): nothing is left
@@ -213,6 +227,9 @@ class RemoteBackend(Backend):
 
     def attach(self, name: str, nodes: int, history: list[dict[str, Any]], owner: str) -> RemoteLab:
         answer = self.client.call("POST", wire.lab_path(name, "attach"), {"nodes": nodes, "history": history})
+        found = answer.get("nodes")  # the lab's own node count (a lab server of an older labkit omits it)
+        if isinstance(found, int) and not isinstance(found, bool) and found >= 1:
+            nodes = found
         lab = RemoteLab(self.client, name, owner, replay(nodes, answer["history"]))
         lab.history = list(answer["history"])
         return lab

@@ -8,7 +8,8 @@ allow-list only, limits on labs per learner, pods per lab and memory per learner
 every pod gets the same memory and PIDs, set by the engine). It never takes container
 options, PIDs, namespace paths or commands for a node from a caller: there is no call for them.
 It also removes labs: idle ones (``reap_idle``) and all of a learner's (``remove_owner``, when
-their hub server stops).
+their hub server stops). Captures and flow logs, which outlive one call, are kept by
+``labkit.server.observe`` (``observers``) and stop when their lab goes.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from labkit.model.fields import dns1123_label
 from labkit.model.system import SYSTEM_OBJECTS
 from labkit.runtime.base import Backend, LabRuntime, PodLimits, ProbeRequest, check_owner
 from labkit.runtime.wire import API, Refused, error_to_dict, status_of
+from labkit.server.observe import BESIDE_THE_LOCK, Observers
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class LabServer:
         self._lab_locks: dict[tuple[str, str], threading.RLock] = {}
         self._owner_locks: dict[str, threading.Lock] = {}
         self._used: dict[tuple[str, str], float] = {}  # when each lab was last called (clock)
+        self.observers = Observers(self.clock)  # running captures and flow logs, by lab
 
     def _lab_lock(self, key: tuple[str, str]) -> threading.RLock:
         with self._lock:
@@ -109,7 +112,8 @@ class LabServer:
             if handler is None:
                 raise NotFound(f"no such call: {method} {path}")
             key = (parts[1], owner)
-            if action in ("exec", "logs"):  # may run long (tcpdump): beside the lab's other calls, as in Lab
+            if action in ("exec", "logs") or action in BESIDE_THE_LOCK:  # may run long: beside the lab's
+                # other calls, as in Lab (a capture waited for, a flow log polled while a matrix probes)
                 return handler(self._lab(key), body)
             with self._lab_lock(key):  # one call at a time per lab, whoever's notebooks send them
                 return handler(self._lab(key), body)  # looked up under the lock: never a closed lab
@@ -160,7 +164,9 @@ class LabServer:
     def _forget(self, key: tuple[str, str]) -> LabRuntime | None:
         with self._lock:
             self._used.pop(key, None)
-            return self._labs.pop(key, None)
+            runtime = self._labs.pop(key, None)
+        self.observers.forget_lab(key)  # its captures and flow logs stop (closing the runtime would stop them too)
+        return runtime
 
     def _close(self, runtime: LabRuntime, _: dict) -> dict:
         self._forget((runtime.name, runtime.owner))
@@ -219,7 +225,7 @@ class LabServer:
     def _lab_calls(self) -> dict[tuple[str, str], Callable[[LabRuntime, dict], dict]]:
         return {
             ("DELETE", ""): self._close,
-            ("POST", "attach"): lambda r, b: {"name": r.name, "history": r.history},
+            ("POST", "attach"): lambda r, b: {"name": r.name, "history": r.history, "nodes": r.cluster.node_count},
             ("POST", "change"): self._change,
             ("POST", "readiness"): lambda r, b: _readiness(r),
             ("POST", "probe"): lambda r, b: {"results": [p.to_dict() for p in r.probe(
@@ -232,6 +238,7 @@ class LabServer:
             ("POST", "readiness-detail"): lambda r, b: {"text": r.readiness_detail(_text(b, "pod"))},
             ("POST", "reset-connections"): lambda r, b: {"nodes": r.reset_connections()},
             ("POST", "walk"): _walk,
+            **self.observers.calls(),  # capture-start/-stop, flows-start/-poll/-stop
         }
 
     def owners(self) -> set[str]:
@@ -273,6 +280,7 @@ class LabServer:
         return closed
 
     def close_all(self) -> None:
+        self.observers.close()
         with self._lock:
             labs, self._labs = list(self._labs.values()), {}
         for runtime in labs:

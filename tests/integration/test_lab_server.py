@@ -17,9 +17,11 @@ import tempfile
 import time
 from typing import Callable
 
+import dpkt  # noqa: F401 - loaded before a learner's fork (a capture's rows are read with it)
 import pytest
 
 import labkit
+import labkit.probe.flowlog  # noqa: F401 - likewise (lab.flow_log loads it when first called)
 from labkit.errors import LabkitError
 from tests.integration import learners
 from tests.integration.helpers import LAB_LABEL, pod_doc, python_env, wait_until
@@ -98,8 +100,21 @@ def test_a_learner_gets_real_packets_as_themselves_and_never_the_engine(server, 
         lab.apply([pod_doc("a"), pod_doc("b")])
         probe = lab.probe("a", "default/b")
         walk = lab.trace("a", "default/b")  # the kernel's trace, read through the server
+        os.environ["LABKIT_CAPTURE_DIR"] = tempfile.mkdtemp()  # the notebook's folder in a classroom
+        with lab.capture("b", filter="tcp port 80", seconds=30) as cap:  # tcpdump on the server's engine
+            lab.probe("a", "default/b")
+        log, arrived = lab.flow_log(), {}
+        log.listeners.append(lambda e: arrived.setdefault((e.src, e.dst, e.port), time.time()))
+        before = time.time()
+        lab.probe("a", "default/b")
+        flow = log.wait_for(lambda e: (e.src, e.dst, e.port) == ("default/a", "default/b", 80), timeout=3)
+        log.stop()
         out = {"backend": lab.backend_name, "owner": lab.owner, "probe": probe.to_dict(), "simulated": lab.simulated,
                "walk": [walk.agrees, walk.verdict, walk.simulated, [h.kind for h in walk.request]],
+               "capture": [cap.reason, cap.simulated, [(r.summary, r.who) for r in cap.rows], cap.path.is_file()
+                           and cap.path.read_bytes() == cap.pcap, cap.file_error],
+               "flow": [flow and flow.to_dict(), arrived.get(("default/a", "default/b", 80), before + 99) - before,
+                        log.errors, log.running],
                "caps": lab.capabilities.to_dict(), "history": lab.history}
         lab.detach()  # a Lab object that goes closes its lab: this one stays for the checks below
         return out
@@ -114,6 +129,13 @@ def test_a_learner_gets_real_packets_as_themselves_and_never_the_engine(server, 
     agrees, verdict, simulated, kinds = got["walk"]
     assert agrees and verdict == "delivered to default/b" and not simulated, got["walk"]
     assert "guard" in kinds and kinds[-1] == "deliver", kinds  # hops the kernel traced, not the oracle's
+    reason, simulated, rows, written, file_error = got["capture"]  # real packets, through the server
+    assert reason == "stopped" and not simulated and written and not file_error, got["capture"]
+    assert ["SYN", "default/a -> default/b"] in rows and ["SYN,ACK", "default/b -> default/a"] in rows, rows
+    assert any(summary.endswith('"') and '"default/b ' in summary for summary, _ in rows), rows  # the answer
+    flow, took, errors, running = got["flow"]  # the kernel's flow log, polled through the server
+    assert flow and flow["verdict"] == "allowed" and not flow["simulated"] and flow["node"], got["flow"]
+    assert took < 1.0 and errors == [] and not running, got["flow"]
     assert got["caps"]["real_packets"] and "lab server" in got["caps"]["where"]
     assert len(containers("mine", alice)) > 4  # on the server's engine, labelled with alice's Unix name
 
