@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from labkit.dataplane import nft_trace, svc_trace
+from labkit.dataplane import names, nft_trace, svc_trace
 from labkit.errors import ModelError
 from labkit.model import fields
 from labkit.probe import pcap
@@ -58,15 +58,22 @@ class Observing:
         """Several walks at once, ``(src, dst, port, protocol)`` each (as ``trace`` takes them): one trace
         of the kernel for all of them, so blocked connections wait for one timeout together."""
         self._check_open()
-        if not probes or len(probes) > 1000:
-            raise ModelError(f"probes: between 1 and 1000 connections, got {len(probes)}", path="probes")
+        if not isinstance(probes, (list, tuple)) or not 1 <= len(probes) <= 1000:
+            raise ModelError("give a list of 1 to 1000 connections, each (src, dst, port, protocol)", path="probes")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 30:
+            raise ModelError(f"timeout={timeout!r}: a number of seconds, more than 0 and at most 30", path="timeout")
         wanted = []
-        for k, (src, dst, port, protocol) in enumerate(probes):
+        for k, probe in enumerate(probes):
+            if not isinstance(probe, (list, tuple)) or len(probe) != 4 or not all(
+                    isinstance(v, str) for v in (probe[0], probe[1], probe[3])):
+                raise ModelError(f"{probe!r}: each connection is (src, dst, port, protocol), e.g. "
+                                 "('x/a', 'web.y', 80, 'TCP')", path=f"probes[{k}]")
+            src, dst, port, protocol = probe
             fields.port_number(port, f"probes[{k}].port")
             protocol = fields.protocol(protocol, f"probes[{k}].protocol")
             src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
             wanted.append((src, dst, self._address_of(src, dst), port, protocol))
-        sports = random.sample(range(nft_trace.WALK_SPORTS[0], nft_trace.WALK_SPORTS[1] + 1), len(wanted))
+        sports = _free_ports(self.cluster, len(wanted))
         requests = [ProbeRequest(src, ip, port, protocol, sport)
                     for (src, _, ip, port, protocol), sport in zip(wanted, sports)]
         with self._lock:
@@ -91,11 +98,12 @@ class Observing:
         for _ in range(4):
             for start in range(0, len(todo), size):
                 group = todo[start:start + size]
-                sports = random.sample(range(nft_trace.WALK_SPORTS[0], nft_trace.WALK_SPORTS[1] + 1), len(group))
+                sports = _free_ports(cluster, len(group))
                 batch = [replace(requests[k], sport=p) for k, p in zip(group, sports)]
                 results, events = self._runtime.walk(batch, timeout)
-                unrelated = sum(1 for e in events if e.kind == "packet" and not {
-                    e.packet.get("sport"), e.packet.get("dport")} & set(sports))
+                marked = {(e.node, e.trace_id) for e in events if names.is_trace_table(e.table) and e.kind == "rule"}
+                unrelated = sum(1 for e in events if e.kind == "packet" and (e.node, e.trace_id) in marked
+                                and not {e.packet.get("sport"), e.packet.get("dport")} & set(sports))
                 for k, res, r in zip(group, results, batch):
                     src, dst, ip, port, protocol = wanted[k]
                     walks[k] = packet_walk.observed(cluster, src, dst, ip, port, protocol, res, events, r.sport)
@@ -160,3 +168,14 @@ class Observing:
         with self._lock:
             self._check_open()
             return FlowLog(self, self._runtime.flows, seconds)
+
+
+def _free_ports(cluster, n: int) -> list[int]:
+    """``n`` source ports for walks from labkit's walk range, none of which the lab's pods or Services use
+    (a walk marks its ports in both directions: a server on one would be traced, or the bind would fail)."""
+    used = {p.container_port for pod in cluster.pods.values() for c in pod.spec.containers for p in c.ports}
+    used |= {v for svc in cluster.services.values() for p in svc.ports
+             for v in (p.port, p.node_port, p.target_port) if isinstance(v, int)}
+    low, high = nft_trace.WALK_SPORTS
+    return random.sample([p for p in range(low, high + 1) if p not in used], n)
+

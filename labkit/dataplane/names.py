@@ -20,8 +20,8 @@ POD_IFNAME = "eth0"
 SVC_TABLE = "labkit-svc"         # family ip
 POL_TABLE = "labkit-pol"         # family inet
 GUARD_TABLE = "labkit-guard"     # family bridge: anti-spoofing on each pod's port
-TRACE_TABLE = "labkit-trace"     # families bridge and ip: marks one packet walk's connection, for a moment
-FLOWS_TABLE = "labkit-flows"     # family ip: marks every new connection while a flow log runs
+TRACE_TABLE = "labkit-trace"     # families bridge and ip: labkit-trace-<token> marks one walk's connections
+FLOWS_TABLE = "labkit-flows"     # family ip: labkit-flows-<token> marks every new connection for a flow log
 CNI_NETWORK = "labkit"
 
 
@@ -33,6 +33,42 @@ def _bounded(name: str, limit: int = 63) -> str:
     if len(name) <= limit:
         return name
     return f"{name[:limit - 9]}-{short_hash(name)}"
+
+
+def trace_table(token: str) -> str:
+    """The table of one packet walk (two processes tracing one lab never touch each other's)."""
+    return f"{TRACE_TABLE}-{token}"
+
+
+def flows_table(token: str) -> str:
+    """The table of one flow log's agents."""
+    return f"{FLOWS_TABLE}-{token}"
+
+
+def is_trace_table(name: str) -> bool:
+    return name == TRACE_TABLE or name.startswith(TRACE_TABLE + "-")
+
+
+def is_flows_table(name: str) -> bool:
+    return name == FLOWS_TABLE or name.startswith(FLOWS_TABLE + "-")
+
+
+def port_pod_ip(ifname: str) -> str | None:
+    """The pod IPv4 address a ``pod_port`` name carries (``lkp0af40103`` -> ``10.244.1.3``), else None."""
+    h = ifname[3:]
+    if not ifname.startswith("lkp") or len(h) != 8 or any(c not in "0123456789abcdef" for c in h):
+        return None
+    return ".".join(str(int(h[k:k + 2], 16)) for k in range(0, 8, 2))
+
+
+def fabric_node(ifname: str) -> int | None:
+    """The node index a ``fabric_port`` name carries (``lkf2`` -> 2; 0 is the internet host), else None."""
+    return int(ifname[3:]) if ifname.startswith("lkf") and ifname[3:].isdigit() else None
+
+
+def is_fabric(ifname: str) -> bool:
+    """An interface of the node fabric: the bridge in node-1, a node's link, or one of node-1's ports."""
+    return ifname in (FABRIC_BRIDGE, FABRIC_LINK) or fabric_node(ifname) is not None
 
 
 def fabric_port(node_index: int) -> str:

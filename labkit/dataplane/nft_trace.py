@@ -21,7 +21,7 @@ WALK_SPORTS = (20000, 29999)  # a walk's client port: below Linux's ephemeral ra
                               # client of the lab uses it at the same time
 
 
-def walk_tables(sports: list[int], protocol: str | None) -> str:
+def walk_tables(sports: list[int], protocol: str | None, table: str = names.TRACE_TABLE) -> str:
     """Trace tables for the connections whose clients use the source ports ``sports`` (both directions);
     ``protocol`` None marks TCP, UDP and SCTP alike."""
     ports = str(sports[0]) if len(sports) == 1 else "{ " + ", ".join(str(p) for p in sorted(sports)) + " }"
@@ -31,19 +31,19 @@ def walk_tables(sports: list[int], protocol: str | None) -> str:
     only = {"tcp": " tcp flags & (syn | rst) != 0"}
     rules = [f"meta l4proto {p} th {side} {ports}{only.get(p, '')} {MARK}" for p in protos
              for side in ("sport", "dport")]
-    out = [disarm(names.TRACE_TABLE, ("bridge", "ip"))]
+    out = [disarm(table, ("bridge", "ip"))]
     for family in ("bridge", "ip"):
-        out += [f"table {family} {names.TRACE_TABLE} {{", "  chain walk {",
+        out += [f"table {family} {table} {{", "  chain walk {",
                 "    type filter hook prerouting priority -350; policy accept;",
                 *(f"    {r} {names.nft_comment('labkit packet walk: trace these connections')}" for r in rules),
                 "  }", "}"]
     return "\n".join(out) + "\n"
 
 
-def flow_tables() -> str:
+def flow_tables(table: str = names.FLOWS_TABLE) -> str:
     """A trace table that marks the first packet of every new connection (the flow log)."""
-    return disarm(names.FLOWS_TABLE, ("ip",)) + "\n".join([
-        f"table ip {names.FLOWS_TABLE} {{", "  chain new-flows {",
+    return disarm(table, ("ip",)) + "\n".join([
+        f"table ip {table} {{", "  chain new-flows {",
         "    type filter hook prerouting priority -150; policy accept;",
         f"    ct state new {MARK} {names.nft_comment('labkit flow log: trace new connections')}",
         "  }", "}"]) + "\n"
@@ -107,7 +107,7 @@ class TraceEvent:
     @property
     def ours(self) -> bool:
         """A line of labkit's own marking tables (not part of the lab's rules)."""
-        return self.table in (names.TRACE_TABLE, names.FLOWS_TABLE)
+        return names.is_trace_table(self.table) or names.is_flows_table(self.table)
 
 
 def parse_packet(text: str) -> dict:

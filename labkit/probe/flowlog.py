@@ -25,7 +25,7 @@ from labkit.probe import walk
 from labkit.probe.walk_read import Facts, Hop, Reader
 from labkit.semantics import oracle, services
 
-VERDICTS = ("allowed", "denied", "rejected")
+VERDICTS = ("allowed", "denied", "rejected", "unknown")
 KEEP = 500            # rows kept (the oldest go first)
 REPEAT_WINDOW = 10.0  # seconds: an attempt of the same connection again (SYN retransmits) joins its row
 SHOWN = 200           # rows an HTML table shows at most
@@ -156,6 +156,10 @@ def from_trace(reader: Reader, namer: _Namer, flow: Any) -> tuple[FlowEvent, tup
     if facts.outcome in ("dropped", "rejected"):
         verdict = "denied" if facts.outcome == "dropped" else "rejected"
         deciding, node = _denied_because(hops, facts, dst)
+    elif facts.outcome == "unknown":  # never shown as allowed: its last node's lines did not come in time
+        last = flow.legs[-1][0]
+        verdict, node = "unknown", last
+        deciding = f"seen on {', '.join(n for n, _ in flow.legs)} only: where it ended was not traced in time"
     else:
         verdict, deciding = "allowed", _allowed_because(hops, facts)
         node = next((h.node for h in hops if h.kind == "deliver"), flow.legs[-1][0])

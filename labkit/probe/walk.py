@@ -11,6 +11,7 @@ oracle's, and each difference is flagged as a matrix difference is.
 from __future__ import annotations
 
 import html
+import ipaddress
 from dataclasses import dataclass, field
 
 from labkit.dataplane import nft_trace, ruleset
@@ -188,11 +189,15 @@ def _unsent(src: str, ip: str, port: int, protocol: str, result: ProbeResult,
             cluster: Cluster) -> tuple[Hop, Facts] | None:
     """Why no node traced anything, when that is expected: the pod talked to itself (loopback), or the
     client could not send at all (no SCTP sockets in this kernel). None: the trace lost the lines."""
-    if src != oracle.INTERNET and ip == cluster.pod_ips.get(src):
+    if src != oracle.INTERNET and (ip == cluster.pod_ips.get(src) or ipaddress.IPv4Address(ip).is_loopback) \
+            or src == oracle.INTERNET and ip == addr.INTERNET_HOST_IP:
         outcome = "delivered" if result.ok else "refused" if "refused" in (result.error or "") else "dropped"
         return walk_oracle.local_hop(src, ip, port, protocol), Facts(outcome=outcome, endpoint=src)
     if result.error and "not supported" in result.error:
         return Hop("", "unsent", f"nothing was sent: {result.error}"), Facts(outcome="unsent")
+    if result.error and "unreachable" in result.error:
+        return (Hop("", "unsent", f"nothing left {src}: {result.error} (it has no route to {ip}; the lab's internet "
+                                  "host routes only to the nodes' addresses)"), Facts(outcome="dropped"))
     return None
 
 
@@ -226,7 +231,7 @@ def observed(cluster: Cluster, src: str, dst: str, ip: str, port: int, protocol:
         if unsent is not None:
             hop, facts = unsent
             return Walk(src, dst, ip, port, protocol, result, [hop], [], facts, expected, explanation, False, [],
-                        differences(facts, expected, explanation) if hop.kind == "local" else [])
+                        [] if facts.outcome == "unsent" else differences(facts, expected, explanation))
     reader = Reader(cluster, comments(cluster))
     first = next((p for p in found if p.direction == "request"), None)
     answer = next((p for p in found if p.direction == "reply"), None)

@@ -9,6 +9,8 @@ they are the yardstick the kernel's trace is compared with. Pure.
 """
 from __future__ import annotations
 
+import ipaddress
+
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.probe.walk_read import Facts, Hop
@@ -40,6 +42,9 @@ def expected_outcome(outcome: oracle.Outcome | None) -> str:
 
 def local_hop(src: str, ip: str, port: int, protocol: str) -> Hop:
     """A pod connecting to its own address: the packet never leaves the pod's network namespace."""
+    if src == oracle.INTERNET:
+        return Hop("", "local", f"the internet host connects to its own address {ip}:{port}/{protocol}: the packet "
+                                "never leaves it, so no node sees it")
     return Hop("", "local", f"{src} connects to its own address {ip}:{port}/{protocol}: the packet goes through "
                             "the pod's loopback and never reaches its node, so no rule of any node sees it (a pod can "
                             "always reach itself; NetworkPolicies never apply to that)")
@@ -69,7 +74,7 @@ def expected(cluster: Cluster, src: str, ip: str, port: int, protocol: str, expl
     hops = [Hop(here, "enter", f"arrives from {'the internet host' if internet else src}: {src_ip} -> {ip}:{port}")]
     if outcome is None:
         return hops, [], facts
-    if ip == src_ip:
+    if ip == src_ip or not internet and ipaddress.IPv4Address(ip).is_loopback:
         facts.endpoint = outcome.answered_by
         return [local_hop(src, ip, port, protocol)], [], facts
     service = svc.service_by_ip(cluster, ip)

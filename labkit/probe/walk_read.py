@@ -123,14 +123,14 @@ class Reader:
         return f"{where} ({name})" if name else where
 
     def port_owner(self, ifname: str) -> str:
-        if ifname.startswith("lkp"):
-            ip = ".".join(str(int(ifname[3 + k:5 + k], 16)) for k in range(0, 8, 2))
+        ip = names.port_pod_ip(ifname)
+        if ip is not None:
             return f"pod {self.by_ip.get(ip, ip)}'s veth {ifname}"
-        if ifname == names.FABRIC_LINK or ifname == names.FABRIC_BRIDGE:
-            return f"the fabric ({ifname})"
-        if ifname.startswith("lkf"):
-            index = int(ifname[3:] or 0)
+        index = names.fabric_node(ifname)
+        if index is not None:
             return f"the fabric port {ifname} of " + ("the internet host" if index == 0 else addr.node_name(index))
+        if names.is_fabric(ifname):
+            return f"the fabric ({ifname})"
         return ifname
 
     def hops(self, node: str, events: list[TraceEvent], facts: Facts, direction: str = "request") -> list[Hop]:
@@ -285,7 +285,7 @@ class Reader:
             self._decide(facts, "delivered", "internet")
             return Hop(node, "deliver", f"leaves {node} over the fabric ({oif}) to the internet host, outside the "
                                         "cluster but still inside the lab")
-        if oif in (names.FABRIC_BRIDGE, names.FABRIC_LINK) or oif.startswith("lkf"):
+        if names.is_fabric(oif):
             return Hop(node, "leave", f"leaves {node} over the fabric ({oif}) towards {self.who(dst)}")
         owner = self.by_ip.get(dst)
         if owner and addr.node_name(self.cluster.pod_nodes[owner]) == node:

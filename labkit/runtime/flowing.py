@@ -124,12 +124,10 @@ def flow_from_dict(data: Any) -> Flow:
 
 
 QUIET = 0.15          # seconds without a line after which a packet is complete
+LATE = 2.0            # ... or, for a packet sent over the fabric, after which the next node's lines are lost
 REMEMBER = 5.0        # late lines of a flow already handed over are ignored this long
-_FABRIC = (names.FABRIC_BRIDGE, names.FABRIC_LINK)
-
-
 def _fabric(ifname: str | None) -> bool:
-    return bool(ifname) and (ifname in _FABRIC or ifname.startswith("lkf"))
+    return bool(ifname) and names.is_fabric(ifname)
 
 
 @dataclass
@@ -195,7 +193,7 @@ class Assembler:
         if not events and e.kind == "packet" and not _fabric(e.packet.get("iif")):
             pkt.origin = True
         events.append(e)
-        if e.table == names.FLOWS_TABLE and e.kind == "rule":
+        if names.is_flows_table(e.table) and e.kind == "rule":
             pkt.marked = True
         elif e.kind in ("rule", "policy") and not e.ours:
             if e.verdict == "drop" or e.verdict.startswith("reject"):
@@ -212,12 +210,13 @@ class Assembler:
         now = time.monotonic() if now is None else now
         out, next_at = [], None
         for key, pkt in list(self._open.items()):
-            if now - pkt.last >= self.quiet:
+            wait = self.quiet if pkt.ended or not pkt.through else max(self.quiet, LATE)  # its next node is late
+            if now - pkt.last >= wait:
                 flow = self._close(key, now)
                 if flow is not None:
                     out.append(flow)
             else:
-                at = pkt.last + self.quiet
+                at = pkt.last + wait
                 next_at = at if next_at is None else min(next_at, at)
         self._prune(now)
         return out, next_at

@@ -193,6 +193,8 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
     owner = cluster.pod_by_ip().get(ip)
     if owner is not None:
         return [to_pod(cluster, source, cluster.pods[owner], port, protocol)]
+    if ipaddress.IPv4Address(ip).is_loopback:
+        return [_loopback(source, ip, port, protocol)]
     if ip == addr.INTERNET_HOST_IP:
         return [_to_internet(cluster, source, ip, port, protocol)]
     if ipaddress.IPv4Address(ip) in addr.SERVICE_CIDR:
@@ -209,6 +211,17 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
     return [Outcome(False, None, (f"{ip} is outside the lab, and no node has a route out of it: nothing addressed "
                                   "outside ever leaves (the fence rejects it too)",),
                     "timed out" if protocol == "UDP" else "network unreachable")]
+
+
+def _loopback(source: Pod, ip: str, port: int, protocol: str) -> Outcome:
+    """``127.0.0.1`` in a pod is the pod itself: its containers share one network namespace, and the
+    connection never leaves it (no node, no NetworkPolicy sees it)."""
+    head = (f"{ip} is {source.ref}'s own loopback: its containers share one network namespace, so the connection "
+            "stays inside the pod (no node and no NetworkPolicy sees it)")
+    if _serves(source, port, protocol):
+        return Outcome(True, source.ref, (head,), client_ip=ip)
+    return Outcome(False, None, (f"{head}, and nothing in {source.ref} listens on {port}/{protocol}: the pod's own "
+                                 "kernel refuses the connection",), "connection refused")
 
 
 def _hairpin(cluster: Cluster, outcome: Outcome, source: Pod, endpoint: str) -> Outcome:
@@ -310,6 +323,14 @@ def _from_internet(cluster: Cluster, dst: str, port: int, protocol: str) -> Expl
     nodes[addr.INTERNET_GATEWAY] = 1  # node-1's side of the internet host's link
     ip = addr.node_ip(cluster.node_names.index(dst) + 1) if dst in cluster.node_names else dst
     result = Explanation(INTERNET, dst, port, protocol, False, [])
+    if ip == addr.INTERNET_HOST_IP or is_ip(ip) and ipaddress.IPv4Address(ip).is_loopback:
+        serves = (port, protocol) in INTERNET_PORTS
+        said = (f"{ip} is the internet host itself: the connection never leaves it, and it "
+                f"{'answers' if serves else 'does not listen'} on {port}/{protocol}")
+        result.reasons.append(said)
+        result.outcomes.append(Outcome(True, INTERNET, (said,), client_ip=ip) if serves else
+                               Outcome(False, None, (said,), "connection refused"))
+        return _finish(result)
     if ip not in nodes:
         result.reasons.append(f"the internet host routes only to the nodes ({addr.NODE_FABRIC}); {dst} is not a "
                               "node address, so pods and ClusterIPs are unreachable from outside the cluster")

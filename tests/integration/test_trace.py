@@ -111,6 +111,29 @@ def test_only_the_traced_connection_is_marked(lab):
     assert [w.unrelated_packets for w in walks] == [0, 0, 0]
 
 
+def test_walks_beside_a_running_flow_log(lab):
+    """The flow log traces every new connection in the same nodes: walks still arm, read only their own
+    connection, and count none of the flow log's packets as theirs."""
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            lab.probe("x/c", "x/a", 80)
+
+    with lab.flow_log() as log:
+        other = threading.Thread(target=busy)
+        other.start()
+        try:
+            walks = [lab.trace(s, d, 80, timeout=0.5) for s, d in [("x/a", "x/b"), ("x/a", "x/c"), ("x/a", "web.x")] * 2]
+        finally:
+            stop.set()
+            other.join()
+        assert log.wait_for(lambda e: e.src == "x/c" and e.dst == "x/a", timeout=5)
+    assert all(w.agrees and w.complete for w in walks), [str(w) for w in walks if not w.agrees]
+    assert [w.unrelated_packets for w in walks] == [0] * 6
+    assert not trace_tables(lab) and not monitors()
+
+
 def test_tracing_is_switched_off_when_the_walk_fails(lab, monkeypatch):
     def broken(local):
         raise RuntimeError("a failure in the middle of a walk, after every node was armed")

@@ -169,6 +169,10 @@ class ExecStream:
     def send_line(self, line: str) -> None:
         self._sock.sendall(line.encode() + b"\n")
 
+    def stderr(self) -> str:
+        """What the command wrote to stderr so far (said when it ends without its answer)."""
+        return bytes(self._frames.stderr).decode(errors="replace")
+
     def read_line(self, timeout: float) -> str | None:
         """The next stdout line; None when the command ended first."""
         deadline = time.monotonic() + timeout

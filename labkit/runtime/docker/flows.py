@@ -13,14 +13,14 @@ last subscriber (it disarms before another hub may arm: they share the table's n
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable
 
 from labkit.dataplane import names, nft_trace
 from labkit.errors import BackendError
-from labkit.runtime.docker.tracing import NodeWatch
+from labkit.runtime.docker.tracing import NodeWatch, arm_all
 from labkit.runtime.flowing import Assembler, FlowSource, TracedFlow, sources_of
 
 if TYPE_CHECKING:
@@ -45,28 +45,16 @@ class _Hub:
         self._readers: list[threading.Thread] = []
         self._flush_thread: threading.Thread | None = None
         nodes = list(lab.nodes)
-        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-            armed = list(pool.map(self._arm_safely, nodes))
-        failed = [r for r in armed if isinstance(r, BaseException)]
-        for node, watch in zip(nodes, armed):
-            if isinstance(watch, NodeWatch):
-                self.watches[node.name] = watch
-        if failed:
-            for watch in self.watches.values():
-                watch.close()
-            raise failed[0]
+        self.table = names.flows_table(secrets.token_hex(4))  # this log's own: another process's log keeps its
+        for watch in arm_all(lab, nft_trace.flow_tables(self.table),  # armed in every node, or in none
+                             nft_trace.disarm(self.table, ("ip",)), AGENT_SECONDS):
+            self.watches[watch.node] = watch
         self._readers = [self._start(f"labkit-flows-{node.name}", self._read, node) for node in nodes]
         self._flush_thread = self._start("labkit-flows-flush", self._flusher)
 
     def _arm(self, node) -> NodeWatch:
-        return NodeWatch(self.lab.client, node.id, node.what, node.name, nft_trace.flow_tables(),
-                         nft_trace.disarm(names.FLOWS_TABLE, ("ip",)), AGENT_SECONDS)
-
-    def _arm_safely(self, node) -> NodeWatch | BaseException:
-        try:
-            return self._arm(node)
-        except BaseException as exc:  # collected: every armed node is disarmed before raising
-            return exc
+        return NodeWatch(self.lab.client, node.id, node.what, node.name, nft_trace.flow_tables(self.table),
+                         nft_trace.disarm(self.table, ("ip",)), AGENT_SECONDS)
 
     def _start(self, name: str, target: Callable[..., None], *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=f"{name}-{self.lab.name}", daemon=True)
@@ -150,7 +138,15 @@ class _Hub:
 
 
 _hubs: dict[int, _Hub] = {}
-_hubs_lock = threading.RLock()  # a listener that starts another log while the last one stops must not hang
+_locks: dict[int, threading.RLock] = {}  # one per lab: a lab that arms or stops slowly holds up no other lab
+_locks_guard = threading.Lock()
+
+
+def _lab_lock(lab: "DockerLab") -> threading.RLock:
+    """The lock of ``lab``'s hub (reentrant: a listener that starts another log while the last one stops
+    must not hang)."""
+    with _locks_guard:
+        return _locks.setdefault(id(lab), threading.RLock())
 
 
 class DockerFlows(FlowSource):
@@ -159,7 +155,7 @@ class DockerFlows(FlowSource):
     def __init__(self, lab: "DockerLab", on_event: Callable[[Any], None]):
         super().__init__(on_event)
         self.lab = lab
-        with _hubs_lock:
+        with _lab_lock(lab):
             hub = _hubs.get(id(lab))
             if hub is None:
                 hub = _hubs[id(lab)] = _Hub(lab)
@@ -173,7 +169,7 @@ class DockerFlows(FlowSource):
 
     def _stop(self) -> None:
         hub = self._hub
-        with _hubs_lock:  # held while the last one disarms: a new hub never arms before the old one is gone
+        with _lab_lock(self.lab):  # held while the last one disarms: a new hub never arms before the old one is gone
             if hub.subscribers == [self]:
                 if _hubs.get(id(self.lab)) is hub:
                     del _hubs[id(self.lab)]
@@ -190,3 +186,5 @@ def subscribe(lab: "DockerLab", on_event: Callable[[Any], None]) -> DockerFlows:
 def stop_all(lab: "DockerLab") -> None:
     """Stop every flow source of ``lab`` (the lab closes)."""
     sources_of(lab).stop_all()
+    with _locks_guard:
+        _locks.pop(id(lab), None)

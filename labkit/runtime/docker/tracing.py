@@ -9,6 +9,7 @@ when its stdin ends (this process died) and after its own time limit.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -48,9 +49,13 @@ class NodeWatch:
         try:
             self._stream.send_line(json.dumps({"arm": arm, "disarm": disarm, "seconds": seconds}))
             first = self._read(15.0)
+            while first is not None and "line" in first:  # other tracing in this node (a flow log) streams
+                self.lines.append((float(first["t"]), first["line"]))  # before the agent has armed its own
+                first = self._read(15.0)
             if not first or not first.get("armed"):
+                said = first.get("error") if first else self._stream.stderr().strip()[-500:]
                 raise BackendError(f"could not switch tracing on in {what}: "
-                                   f"{(first or {}).get('error') or 'the node agent ended without answer'}")
+                                   f"{said or 'the node agent ended without answer'}")
             self.pids: list[int] = [int(p) for p in first.get("pids", [])]  # the agent and its monitor
         except BaseException:
             self._stream.close()
@@ -110,24 +115,32 @@ class NodeWatch:
         self._stream.close()
 
 
-def _arm_all(lab: "DockerLab", arm: str, disarm: str, seconds: float) -> list[NodeWatch]:
-    watches: list[NodeWatch] = []
-    errors: list[BaseException] = []
-
-    def one(node) -> None:
-        try:
-            w = NodeWatch(lab.client, node.id, node.what, node.name, arm, disarm, seconds)
-            watches.append(w)
-        except BaseException as exc:  # collected, raised below once all have finished
-            errors.append(exc)
-
+def arm_all(lab: "DockerLab", arm: str, disarm: str, seconds: float) -> list[NodeWatch]:
+    """A watch armed in every node of ``lab`` at once; on any failure, or Ctrl-C, none stays armed."""
     with ThreadPoolExecutor(max_workers=max(1, len(lab.nodes))) as pool:
-        list(pool.map(one, lab.nodes))
-    if errors:
-        for w in watches:
-            w.close()
-        raise errors[0]
+        futures = [pool.submit(NodeWatch, lab.client, n.id, n.what, n.name, arm, disarm, seconds) for n in lab.nodes]
+        try:
+            for f in futures:
+                f.exception()  # waits; a KeyboardInterrupt lands here
+        except BaseException:
+            pool.shutdown(wait=True)
+            _close([f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None])
+            raise
+    watches = [f.result() for f in futures if f.exception() is None]
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        _close(watches)
+        raise failed[0]
     return watches
+
+
+def _close(watches: list[NodeWatch]) -> None:
+    """Let go of watches without reading them: each agent disarms its node when its stdin ends."""
+    for w in watches:
+        try:
+            w.close()
+        except OSError:  # its stream is already gone: the agent ended (and disarmed) by itself
+            continue
 
 
 def _probe(lab: "DockerLab", watches: list[NodeWatch], requests: list[ProbeRequest],
@@ -167,25 +180,25 @@ def walk(lab: "DockerLab", requests: list[ProbeRequest],
     sports = [r.sport for r in requests]
     if None in sports or len(set(sports)) != len(sports):
         raise BackendError("every traced connection needs a source port of its own")
-    arm = nft_trace.walk_tables(sports, requests[0].protocol if len({r.protocol for r in requests}) == 1 else None)
-    disarm = nft_trace.disarm(names.TRACE_TABLE, ("bridge", "ip"))
+    table = names.trace_table(secrets.token_hex(4))  # this walk's own: another process's walks keep theirs
+    arm = nft_trace.walk_tables(sports, requests[0].protocol if len({r.protocol for r in requests}) == 1 else None,
+                                table)
+    disarm = nft_trace.disarm(table, ("bridge", "ip"))
     with _walk_lock(lab):
-        watches = _arm_all(lab, arm, disarm, WALK_SECONDS)
-        try:
-            results = _probe(lab, watches, requests, timeout)
-        except BaseException:
-            for w in watches:
-                w.close()
-            raise
+        watches = arm_all(lab, arm, disarm, WALK_SECONDS)
         events: list[nft_trace.TraceEvent] = []
         failures: list[str] = []
-        for w in watches:  # each stop disarms its node, even when another failed
-            try:
-                lines = w.stop()
-            except BackendError as exc:
-                failures.append(str(exc))
-                continue
-            events += [e for t, line in lines if (e := nft_trace.parse_line(w.node, t, line)) is not None]
+        try:
+            results = _probe(lab, watches, requests, timeout)
+            for w in watches:  # each stop disarms its node, even when another failed
+                try:
+                    lines = w.stop()
+                except BackendError as exc:
+                    failures.append(str(exc))
+                    continue
+                events += [e for t, line in lines if (e := nft_trace.parse_line(w.node, t, line)) is not None]
+        finally:
+            _close(watches)  # on any way out (Ctrl-C included): a stopped watch's close does nothing more
         if failures:
             raise BackendError("; ".join(failures))
     events.sort(key=lambda e: e.t)  # stable: a node's own lines keep their order
