@@ -150,7 +150,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     with _Using(args) as lab:
         walk = lab.trace(args.src, args.dst, args.port, args.protocol)
         _out(json.dumps(walk.to_dict(), indent=2) if args.json else str(walk))
-    return 0
+    return 0 if walk.agrees else 1  # the kernel did something else than the oracle says
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

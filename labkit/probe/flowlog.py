@@ -27,7 +27,8 @@ from labkit.semantics import oracle, services
 
 VERDICTS = ("allowed", "denied", "rejected", "unknown")
 KEEP = 500            # rows kept (the oldest go first)
-REPEAT_WINDOW = 10.0  # seconds: an attempt of the same connection again (SYN retransmits) joins its row
+REPEAT_WINDOW = 10.0  # seconds: the same call again (a SYN retransmitted, the same probe repeated, a live
+                      # matrix's next round) with the same verdict joins its row, which moves to the top
 SHOWN = 200           # rows an HTML table shows at most
 _DENIED_STYLE = "color:#cf222e;font-weight:bold"
 
@@ -50,6 +51,11 @@ class FlowEvent:
     simulated: bool = False
     endpoint: str | None = None  # the pod a Service sent it to
     sport: int | None = None     # the client's port (None on sim)
+    last: float | None = None    # the latest attempt, when there were several (``count`` > 1)
+
+    @property
+    def latest(self) -> float:
+        return self.last if self.last is not None else self.t
 
     @property
     def denied(self) -> bool:
@@ -63,12 +69,12 @@ class FlowEvent:
                 if ref and "/" in ref}
 
     def __str__(self) -> str:
-        when = time.strftime("%H:%M:%S", time.localtime(self.t)) + f".{int(self.t * 1000) % 1000:03d}"
-        port = f":{self.port}" if self.port is not None else ""
+        when = time.strftime("%H:%M:%S", time.localtime(self.latest)) + f".{int(self.latest * 1000) % 1000:03d}"
+        port = f":{self.port}/" if self.port is not None else " "
         times = f" x{self.count}" if self.count > 1 else ""
         where = f" on {self.node}" if self.node else ""
         sim = " (simulated)" if self.simulated else ""
-        return f"{when} {self.src} -> {self.dst}{port}/{self.protocol} {self.verdict.upper()}{times}: " \
+        return f"{when} {self.src} -> {self.dst}{port}{self.protocol} {self.verdict.upper()}{times}: " \
                f"{self.deciding}{where}{sim}"
 
     def to_dict(self) -> dict:
@@ -165,7 +171,7 @@ def from_trace(reader: Reader, namer: _Namer, flow: Any) -> tuple[FlowEvent, tup
         node = next((h.node for h in hops if h.kind == "deliver"), flow.legs[-1][0])
     event = FlowEvent(flow.t, namer(first.get("saddr")), dst, first.get("dport"), proto,
                       verdict, deciding, node, 1, False, facts.endpoint, first.get("sport"))
-    return event, (first.get("saddr"), first.get("sport"), first.get("daddr"), first.get("dport"), proto)
+    return event, (first.get("saddr"), first.get("daddr"), first.get("dport"), proto, verdict, deciding)
 
 
 _VIA_SERVICE = re.compile(r"is (?:NodePort \d+ of )?Service ([^\s/;,]+/[^\s;,]+)")
@@ -205,7 +211,7 @@ def from_simulation(cluster: Cluster, namer: _Namer, flow: Any) -> tuple[FlowEve
             node = addr.node_name(cluster.pod_nodes[target])
     event = FlowEvent(flow.t, r.src, _destination(cluster, namer, r.src, r.dst), r.port, r.protocol, verdict,
                       deciding, node, 1, True, outcome.answered_by if service else None, None)
-    return event, (r.src, r.dst, r.port, r.protocol, verdict, event.endpoint, flow.batch)
+    return event, (r.src, r.dst, r.port, r.protocol, verdict, deciding, event.endpoint)
 
 
 def _destination(cluster: Cluster, namer: _Namer, src: str, dst: str) -> str:
@@ -265,10 +271,10 @@ class FlowLog:
 
     def events(self, pod: str | None = None, namespace: str | None = None,
                verdict: str | None = None) -> list[FlowEvent]:
-        """The rows by the time of their first attempt, filtered by pod (source, destination or endpoint),
+        """The rows by the time of their latest attempt, filtered by pod (source, destination or endpoint),
         namespace and verdict."""
         with self._lock:
-            rows = sorted(self._rows.values(), key=lambda e: e.t)
+            rows = sorted(self._rows.values(), key=lambda e: e.latest)
         return filtered(rows, pod, namespace, verdict)
 
     def stop(self) -> None:
@@ -315,8 +321,9 @@ class FlowLog:
             seen = self._repeats.get(key)
             if seen is not None and seen[0] in self._rows and now - seen[1] < REPEAT_WINDOW:
                 old = self._rows[seen[0]]
-                event = replace(old, count=old.count + 1, verdict=event.verdict if event.denied else old.verdict)
+                event = replace(old, count=old.count + 1, last=max(old.latest, event.t))
                 self._rows[seen[0]] = event
+                self._rows.move_to_end(seen[0])  # the least recently seen rows are the first to go
                 self._repeats[key] = (seen[0], now)
             else:
                 self._serial += 1
@@ -366,7 +373,7 @@ def table_html(events: list[FlowEvent], simulated: bool, limit: int = SHOWN) -> 
     for e in reversed(events[-limit:]):
         style = f" style='{_DENIED_STYLE}'" if e.denied else ""
         cls = "labkit-flow denied" if e.denied else "labkit-flow allowed"
-        when = time.strftime("%H:%M:%S", time.localtime(e.t))
+        when = time.strftime("%H:%M:%S", time.localtime(e.latest))
         port = f"{e.port}/{e.protocol}" if e.port is not None else e.protocol
         cells = [when, e.src, e.dst, port, e.verdict + (f" x{e.count}" if e.count > 1 else ""), e.deciding, e.node]
         rows.append(f"<tr class='{cls}'{style}>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>"

@@ -11,7 +11,7 @@ import pytest
 import labkit
 from labkit.dataplane import names
 from labkit.runtime import neighbours
-from tests.integration.helpers import node_exec, wait_until
+from tests.integration.helpers import node_container, node_exec, wait_until
 
 pytestmark = pytest.mark.docker
 WORLD = (Path(__file__).resolve().parents[1] / "unit" / "data" / "walks" / "two-nodes.json")
@@ -35,8 +35,10 @@ def trace_tables(lab) -> list[str]:
     return out
 
 
-def monitors() -> list[str]:
-    """``nft monitor trace`` processes on this machine (nodes share the host's PID namespace)."""
+def monitors(lab_name: str = "it-trace") -> list[str]:
+    """``nft monitor trace`` processes in this lab's nodes (they share the host's PID namespace; a process
+    belongs to a node if its cgroup names the node's container)."""
+    ids = [node_container(lab_name, n).id for n in ("node-1", "node-2")]
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -44,7 +46,12 @@ def monitors() -> list[str]:
         except OSError:
             continue
         if args[:3] == [b"nft", b"monitor", b"trace"]:
-            found.append(pid)
+            try:
+                cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+            except OSError:
+                continue
+            if any(cid in cgroup for cid in ids):
+                found.append(pid)
     return found
 
 
