@@ -121,7 +121,8 @@ class Walk:
             colour = _COLOURS.get(h.verdict if h.kind not in ("deliver",) else "deliver", "inherit")
             weight = "bold" if h.kind in ("drop", "reject", "deliver") else "normal"
             rule = f"<br><code style='font-size:85%;color:#57606a'>{html.escape(h.rule)}</code>" if h.rule else ""
-            out.append(f"<tr><td style='vertical-align:top'><b>{html.escape(h.node) if h.node != node else ''}</b></td>"
+            out.append(f"<tr><td style='vertical-align:top;white-space:nowrap'>"
+                       f"<b>{html.escape(h.node) if h.node != node else ''}</b></td>"
                        f"<td style='vertical-align:top;color:#57606a'>{html.escape(h.kind)}</td>"
                        f"<td style='text-align:left;color:{colour};font-weight:{weight}'>{html.escape(h.text)}{rule}"
                        "</td></tr>")

@@ -207,7 +207,7 @@ class Reader:
             kind = "NodePort" if "nodeport" in e.text else "ClusterIP"
             return Hop(node, "service", f"Service dispatch ({kind}): {what}", rule, v)
         if e.chain.startswith("svc_") and target.startswith("ep_"):
-            ep = self.comments.get(node, {}).get(target, target)
+            ep = self.comments.get(node, {}).get(target, target).removeprefix("endpoint ")
             choice = "chosen at random (numgen)" if "numgen" in e.text else "the only ready endpoint"
             return Hop(node, "endpoint", f"endpoint: {ep}, {choice}", rule, v)
         if "dnat to" in e.text:
