@@ -187,9 +187,13 @@ class Capture:
             if len(rows) > SHOWN_ROWS else ""
         banner = ("<p style='color:#9a6700'><b>SIMULATED</b>: the sim backend made these packets up from the "
                   "oracle's answers to the lab's probes; nothing was captured.</p>") if self.simulated else ""
-        file = (f"<a href='{html.escape(self._link())}' download>{html.escape(self.path.name)}</a> (open it in "
-                "Wireshark)" if not self.running and not self.file_error
-                else html.escape(self.file_error or "written when the capture ends"))
+        link = self._link()
+        if self.running or self.file_error:
+            file = html.escape(self.file_error or "written when the capture ends")
+        elif link.startswith("../"):  # outside the notebook's folder: a link would lead nowhere, say where it is
+            file = f"<code>{html.escape(str(self.path.resolve()))}</code> (open it in Wireshark)"
+        else:
+            file = f"<a href='{html.escape(link)}' download>{html.escape(self.path.name)}</a> (open it in Wireshark)"
         return (f"<div>{banner}<p><b>{html.escape(self._status(rows))}</b></p><p>pcap file: {file}</p><table>"
                 f"<thead><tr>{''.join(f'<th>{c}</th>' for c in head)}</tr></thead><tbody>{cells}</tbody></table>"
                 f"{more}</div>")

@@ -124,6 +124,7 @@ def flow_from_dict(data: Any) -> Flow:
 
 
 QUIET = 0.15          # seconds without a line after which a packet is complete
+MAX_ERRORS = 20       # errors a flow source keeps to show
 LATE = 2.0            # ... or, for a packet sent over the fabric, after which the next node's lines are lost
 REMEMBER = 5.0        # late lines of a flow already handed over are ignored this long
 def _fabric(ifname: str | None) -> bool:
@@ -280,7 +281,13 @@ class FlowSource(ABC):
             self.on_event(flow)
         except Exception as exc:  # recorded, shown by the flow log
             log.exception("a flow log listener failed")
-            self.errors.append(f"a listener failed: {type(exc).__name__}: {exc}")
+            self.note_error(f"a listener failed: {type(exc).__name__}: {exc}")
+
+    def note_error(self, text: str) -> None:
+        """Keep an error to show (the last ``MAX_ERRORS`` of them: a listener failing at every flow must not
+        fill the memory)."""
+        self.errors.append(text)
+        del self.errors[:-MAX_ERRORS]
 
 
 class Sources:

@@ -116,6 +116,8 @@ class FlowsView(W.VBox):
                                  "lab's probes)" if simulated else ", as the kernel traced them") + ".</small>")
             self.table.value = ""
             return
+        if not log.running and self.toggle.value:  # it ended by itself (its seconds, the lab closed)
+            self._set_toggle(False)
         rows = self.events()
         total = len(log.events())
         errors = "".join(f"<div class='labkit-error'>{html.escape(e)}</div>" for e in log.errors)

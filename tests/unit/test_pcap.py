@@ -229,6 +229,15 @@ def test_sim_capture_of_an_answered_tcp_probe(lab):
     assert json.loads(json.dumps(cap.to_dict()))["rows"][0]["summary"] == "SYN"
 
 
+def test_a_pcap_outside_the_notebook_folder_is_named_not_linked(lab, tmp_path, monkeypatch):
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    monkeypatch.setenv("LABKIT_CAPTURE_DIR", str(elsewhere))
+    with lab.capture("x/b", seconds=30) as cap:
+        lab.probe("x/a", "x/b", port=8080)
+    page = cap._repr_html_()
+    assert cap.path.parent == elsewhere and str(cap.path.resolve()) in page and "href" not in page
+
+
 def test_sim_capture_of_a_dropped_probe_shows_only_the_clients_syns(lab):
     a = lab.pod_ip("x/a")
     with lab.capture("x/b", seconds=30) as at_b, lab.capture("x/a", seconds=30) as at_a:

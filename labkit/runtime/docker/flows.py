@@ -114,9 +114,9 @@ class _Hub:
 
     def _error(self, text: str) -> None:
         log.warning("lab %s: %s", self.lab.name, text)
-        self.errors.append(text)
+        self.errors = (self.errors + [text])[-20:]
         for sub in list(self.subscribers):
-            sub.errors.append(text)
+            sub.note_error(text)
 
     def stop(self) -> None:
         """Disarm every node, wait for the readers, hand over what was still assembling."""
