@@ -376,8 +376,9 @@ def table_html(events: list[FlowEvent], simulated: bool, limit: int = SHOWN) -> 
         when = time.strftime("%H:%M:%S", time.localtime(e.latest))
         port = f"{e.port}/{e.protocol}" if e.port is not None else e.protocol
         cells = [when, e.src, e.dst, port, e.verdict + (f" x{e.count}" if e.count > 1 else ""), e.deciding, e.node]
-        rows.append(f"<tr class='{cls}'{style}>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>"
+        rows.append(f"<tr class='{cls}'{style}>" + "".join(f"<td style='text-align:left;padding:1px 8px'>"
+                                                           f"{html.escape(c)}</td>"
                                                            for c in cells) + "</tr>")
-    head = "".join(f"<th style='text-align:left'>{h}</th>" for h in
+    head = "".join(f"<th style='text-align:left;padding:1px 8px'>{h}</th>" for h in
                    ("time", "source", "destination", "port", "verdict", "deciding", "node"))
     return f"{banner}<table class='labkit-flows'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -1,5 +1,6 @@
 """The LabPanel in a real JupyterLab and Chromium: a deny-all typed into the policy editor
-turns the matrix red.
+turns the matrix red; a packet walked from the Explain tab stops at it, and the Flows tab shows
+the attempt, denied.
 
 Opens ``notebooks/04-network-policies-1.ipynb`` (the curriculum's first NetworkPolicy
 notebook, which builds a lab and shows ``LabPanel(lab)``) and runs every cell up to the
@@ -133,3 +134,21 @@ def test_deny_all_typed_into_the_policy_editor_turns_the_matrix_red(page, lab_se
     live.click()
     expect(panel.locator(".labkit-live-status")).to_contain_text("live probing is off")
     expect(panel.locator(".labkit-error")).to_have_text("")
+
+    # Flows: start the flow log, walk a packet from the Explain tab (dropped now, with its rule), and the
+    # log shows the attempt, denied, in red; stopping it says so
+    panel.locator(".lm-TabBar-tab", has_text="Flows").first.click()
+    panel.locator(".labkit-flows-toggle").click()
+    expect(panel.locator(".labkit-flows-status")).to_contain_text("flow log running", timeout=30_000)
+    panel.locator(".lm-TabBar-tab", has_text="Explain").first.click()
+    panel.locator(".labkit-trace-button").click()
+    walk = panel.locator(".labkit-walk-output")
+    expect(walk).to_contain_text("DROPPED", timeout=30_000)
+    expect(walk).to_contain_text("ui-deny-all")
+    panel.locator(".lm-TabBar-tab", has_text="Flows").first.click()
+    expect(panel.locator("tr.labkit-flow.denied").first).to_be_visible(timeout=10_000)
+    panel.screenshot(path=str(ARTIFACTS / "policy-editor-flows.png"))
+    panel.locator(".labkit-flows-toggle").click()
+    expect(panel.locator(".labkit-flows-status")).to_contain_text("flow log stopped", timeout=30_000)
+    expect(panel.locator(".labkit-error")).to_have_text("")
+
