@@ -73,9 +73,7 @@ class Observing:
             protocol = fields.protocol(protocol, f"probes[{k}].protocol")
             src = src if src == oracle.INTERNET else self.cluster.pod(src).ref
             wanted.append((src, dst, self._address_of(src, dst), port, protocol))
-        sports = _free_ports(self.cluster, len(wanted))
-        requests = [ProbeRequest(src, ip, port, protocol, sport)
-                    for (src, _, ip, port, protocol), sport in zip(wanted, sports)]
+        requests = [ProbeRequest(src, ip, port, protocol) for src, _, ip, port, protocol in wanted]
         with self._lock:
             cluster = self.cluster
             if self._runtime.simulated:
@@ -91,7 +89,7 @@ class Observing:
         return walks
 
     def _walk(self, cluster, wanted: list[tuple], requests: list[ProbeRequest], timeout: float) -> list:
-        """Kernel walks; a connection whose trace lines were lost (the monitor's socket overran while many
+        """Kernel walks, each connection with a source port of its own; one whose trace lines were lost (the monitor's socket overran while many
         walks ran at once) is walked again, in smaller groups, up to three times."""
         walks: list = [None] * len(wanted)
         todo, size = list(range(len(wanted))), len(wanted)

@@ -165,6 +165,15 @@ def parse_line(node: str, t: float, line: str) -> TraceEvent | None:
     return TraceEvent(node, t, trace_id, family, table, chain, "rule", text=text.strip(), verdict=verdict.strip())
 
 
+def travel_order(legs: dict[str, list[TraceEvent]]) -> list[str]:
+    """The nodes one packet crossed, in the order it crossed them: a node that routes a packet lowers its
+    TTL, so the node that saw the higher TTL saw it first (then the earlier line)."""
+    def entry_ttl(node: str) -> int:
+        return next((e.packet.get("ttl", 0) for e in legs[node] if e.kind == "packet"), 0)
+
+    return sorted(legs, key=lambda n: (-entry_ttl(n), legs[n][0].t))
+
+
 _CHAIN = re.compile(r"^\s*chain (\S+) \{")
 _COMMENT = re.compile(r'^\s*comment "(.*)"\s*$')
 

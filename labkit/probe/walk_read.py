@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from labkit.dataplane import names, nft_pol
+from labkit.dataplane import names, nft_pol, nft_trace
 from labkit.dataplane.nft_trace import TraceEvent
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
@@ -91,13 +91,8 @@ def packets(events: list[TraceEvent], sport: int) -> list[Packet]:
     out = []
     for key in sorted(groups, key=lambda k: firsts[k]):
         legs = groups[key]
-        order = sorted(legs, key=lambda n: (-_entry_ttl(legs[n]), legs[n][0].t))
-        out.append(Packet(key[0], key[1], [(n, legs[n]) for n in order]))
+        out.append(Packet(key[0], key[1], [(n, legs[n]) for n in nft_trace.travel_order(legs)]))
     return out
-
-
-def _entry_ttl(events: list[TraceEvent]) -> int:
-    return next((e.packet.get("ttl", 0) for e in events if e.kind == "packet"), 0)
 
 
 class Reader:

@@ -147,10 +147,7 @@ class _Packet:
         return self.marked and self.ended and self.origin and self.through >= set(self.legs)
 
     def flow(self) -> TracedFlow:
-        def entry_ttl(node: str) -> int:
-            return next((e.packet.get("ttl", 0) for e in self.legs[node] if e.kind == "packet"), 0)
-
-        order = sorted(self.legs, key=lambda n: (-entry_ttl(n), self.legs[n][0].t))
+        order = nft_trace.travel_order(self.legs)
         return TracedFlow(min(self.legs[n][0].t for n in order), tuple((n, tuple(self.legs[n])) for n in order))
 
 
