@@ -24,6 +24,7 @@ from labkit.dataplane import rules_view
 from labkit.errors import BackendUnavailable, LabkitError, ModelError, NotFound
 from labkit.model import fields
 from labkit.model.cluster import Cluster, pod_ref
+from labkit.model.system import is_system
 from labkit.model.manifests import Source, load_documents
 from labkit.notice import banner_html, because, first_line, in_notebook
 from labkit.probe import compare as compare_variants
@@ -459,7 +460,8 @@ class Lab(ReadinessWatch, Observing):
 
 def _counts(cluster: Cluster) -> str:
     """"3 pods, 1 Service, 0 NetworkPolicies": the learner's objects (the cluster DNS is not counted)."""
-    mine = [len(cluster.user_pods()), sum(not r.startswith("kube-system/") for r in cluster.services),
+    mine = [len(cluster.user_pods()), sum(not r.startswith("kube-system/") and not is_system("Service", r)
+                                          for r in cluster.services),
             sum(not r.startswith("kube-system/") for r in cluster.policies)]
     words = (("pod", "pods"), ("Service", "Services"), ("NetworkPolicy", "NetworkPolicies"))
     return ", ".join(f"{n} {w[n != 1]}" for n, w in zip(mine, words))

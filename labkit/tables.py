@@ -1,7 +1,7 @@
 """``lab.get(kind)``: what ``kubectl get`` shows, as a value (rows and columns, text and HTML).
 
-Owns the tables of pods (ready, IP, node, labels, ports), Services (type, ClusterIP, selector,
-ports with targetPort) and NetworkPolicies (pod selector, policy types) read from the lab's
+Owns the tables of pods (ready, IP, node, labels, ports), Services (type, ClusterIP, external
+name, selector, ports with targetPort) and NetworkPolicies (pod selector, policy types) read from the lab's
 model; the debugging steps of the course ("are the labels what the selector says?") use them.
 """
 from __future__ import annotations
@@ -70,8 +70,9 @@ def _services(cluster: Cluster, services: list[Any]) -> Table:
         ports = ",".join(f"{p.port}->{p.target}/{p.protocol}" + (f" nodePort {p.node_port}" if p.node_port else "")
                          for p in s.ports)
         selector = _labels(s.selector) if s.selector is not None else "<none>"
-        rows.append((s.ref, s.type, cluster.service_ips.get(s.ref) or "None", selector, ports))
-    return Table(("SERVICE", "TYPE", "CLUSTER-IP", "SELECTOR", "PORT->TARGET"), tuple(rows))
+        rows.append((s.ref, s.type, cluster.service_ips.get(s.ref) or "None", s.external_name or "<none>",
+                     selector, ports or "<none>"))
+    return Table(("SERVICE", "TYPE", "CLUSTER-IP", "EXTERNAL-NAME", "SELECTOR", "PORT->TARGET"), tuple(rows))
 
 
 def _policies(cluster: Cluster, policies: list[Any]) -> Table:

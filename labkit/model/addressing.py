@@ -19,6 +19,7 @@ INTERNET_CIDR = ipaddress.ip_network("203.0.113.0/24")
 INTERNET_HOST_IP = "203.0.113.10"
 INTERNET_GATEWAY = "203.0.113.1"  # node-1's address towards the internet host
 DNS_SERVICE_IP = "10.96.0.10"
+KUBERNETES_SERVICE_IP = str(SERVICE_CIDR.network_address + 1)  # default/kubernetes, as in every cluster
 FIRST_SERVICE_IP = ipaddress.ip_address("10.96.0.20")
 CLUSTER_DOMAIN = "cluster.local"
 NODE_PORT_FIRST, NODE_PORT_LAST = 30000, 32767

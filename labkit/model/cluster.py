@@ -16,11 +16,11 @@ from labkit.model import addressing as addr
 from labkit.model import fields as f
 from labkit.model import system
 from labkit.model.manifests import Object, canonical_kind
-from labkit.model.objects import Deployment, Namespace, NetworkPolicy, Pod, Service
+from labkit.model.objects import Deployment, EndpointSlice, Namespace, NetworkPolicy, Pod, Service
 from labkit.model.system import SYSTEM_OBJECTS
 
 _STORES = {"Pod": "pods", "Deployment": "deployments", "Service": "services",
-           "NetworkPolicy": "policies"}
+           "NetworkPolicy": "policies", "EndpointSlice": "slices"}
 
 
 def pod_ref(ref: str) -> str:
@@ -52,6 +52,7 @@ class Cluster:
     deployments: dict[str, Deployment] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
+    slices: dict[str, EndpointSlice] = field(default_factory=dict)  # hand-written EndpointSlices
     pod_ips: dict[str, str] = field(default_factory=dict)
     pod_nodes: dict[str, int] = field(default_factory=dict)
     service_ips: dict[str, str | None] = field(default_factory=dict)
@@ -74,11 +75,13 @@ class Cluster:
         c._add_pod(system.dns_pod())
         c.services["kube-system/kube-dns"] = system.dns_service()
         c.service_ips["kube-system/kube-dns"] = addr.DNS_SERVICE_IP
+        c.services["default/kubernetes"] = system.kubernetes_service()
+        c.service_ips["default/kubernetes"] = addr.KUBERNETES_SERVICE_IP
         return c
 
     def copy(self) -> "Cluster":
         return dataclasses.replace(self, **{k: dict(getattr(self, k)) for k in (
-            "namespaces", "pods", "deployments", "services", "policies", "pod_ips", "pod_nodes",
+            "namespaces", "pods", "deployments", "services", "policies", "slices", "pod_ips", "pod_nodes",
             "service_ips", "ip_cursors", "applied_labels")})
 
     # ----------------------------------------------------------------- queries
@@ -147,7 +150,7 @@ class Cluster:
                              f"(kind: Namespace, metadata.name: {obj.namespace})", path="metadata.namespace")
         kind = type(obj).__name__
         if (kind, obj.ref) in SYSTEM_OBJECTS:
-            raise ModelError(f"{obj.ref} is part of the lab's cluster DNS and cannot be replaced")
+            raise ModelError(f"{kind} {obj.ref} {SYSTEM_OBJECTS[kind, obj.ref]} and cannot be replaced")
         old = getattr(self, _STORES[kind]).get(obj.ref)
         if isinstance(obj, Pod):
             if old is not None and old.owner:
@@ -158,6 +161,8 @@ class Cluster:
             self._apply_deployment(obj, old)
         elif isinstance(obj, Service):
             obj = self._apply_service(obj, old)
+        elif isinstance(obj, EndpointSlice):
+            self._apply_slice(obj)
         else:
             self.policies[obj.ref] = obj
         return "created" if old is None else ("unchanged" if old == obj else "configured")
@@ -225,39 +230,55 @@ class Cluster:
         self.deployments[dep.ref] = dep
         return created
 
+    def _apply_slice(self, eps: EndpointSlice) -> None:
+        for i, e in enumerate(eps.endpoints):
+            if e.node_name is not None and e.node_name not in self.node_names:
+                raise ModelError(f"node {e.node_name!r} does not exist; this lab has {', '.join(self.node_names)}",
+                                 path=f"endpoints[{i}].nodeName")
+        self.slices[eps.ref] = eps
+
     def _apply_service(self, svc: Service, old: Service | None) -> Service:
+        if old is not None and old.external and not svc.external:
+            old = None  # ExternalName -> ClusterIP/NodePort: addressed like a new Service, as by the API server
+            self.service_ips.pop(svc.ref, None)
         current = self.service_ips.get(svc.ref)
-        if svc.headless:
+        if svc.external:  # a DNS alias: no ClusterIP (one it had is released, as by the API server)
+            self.service_ips[svc.ref] = None
+        elif svc.headless:
             if old is not None and current is not None:
                 raise ModelError("field is immutable: a Service cannot become headless; delete it first",
                                  path="spec.clusterIP")
             self.service_ips[svc.ref] = None
         elif svc.cluster_ip:
-            ip = ipaddress.ip_address(svc.cluster_ip)
-            if ip not in addr.SERVICE_CIDR or ip in (addr.SERVICE_CIDR.network_address,
-                                                     addr.SERVICE_CIDR.broadcast_address):
-                raise ModelError(f"{svc.cluster_ip} is not in the Service range {addr.SERVICE_CIDR}",
-                                 path="spec.clusterIP")
-            if old is not None and current != svc.cluster_ip:
-                raise ModelError(f"field is immutable (currently {current}); delete the Service first",
-                                 path="spec.clusterIP")
-            owner = next((r for r, i in self.service_ips.items() if i == svc.cluster_ip and r != svc.ref), None)
-            if owner:
-                raise ModelError(f"{svc.cluster_ip} is already allocated to Service {owner}", path="spec.clusterIP")
-            self.service_ips[svc.ref] = svc.cluster_ip
+            self._claim(svc, old, current)
         elif old is None or current is None:
             if old is not None:
                 raise ModelError("field is immutable: a headless Service cannot get a ClusterIP; "
                                  "delete it first", path="spec.clusterIP")
             ip = addr.next_free(addr.SERVICE_CIDR, {i for i in self.service_ips.values() if i},
                                 self.service_cursor or str(addr.FIRST_SERVICE_IP - 1),
-                                {str(addr.SERVICE_CIDR.network_address + 1), addr.DNS_SERVICE_IP})
+                                {addr.KUBERNETES_SERVICE_IP, addr.DNS_SERVICE_IP})
             self.service_cursor = ip
             self.service_ips[svc.ref] = ip
         self._check_node_ports(svc)
         svc = self._allocate_node_ports(svc, old)
         self.services[svc.ref] = svc
         return svc
+
+    def _claim(self, svc: Service, old: Service | None, current: str | None) -> None:
+        """A requested ClusterIP: in the Service range, free, and never changed once given."""
+        ip = ipaddress.ip_address(svc.cluster_ip)
+        if ip not in addr.SERVICE_CIDR or ip in (addr.SERVICE_CIDR.network_address,
+                                                 addr.SERVICE_CIDR.broadcast_address):
+            raise ModelError(f"{svc.cluster_ip} is not in the Service range {addr.SERVICE_CIDR}",
+                             path="spec.clusterIP")
+        if old is not None and current != svc.cluster_ip:
+            raise ModelError(f"field is immutable (currently {current}); delete the Service first",
+                             path="spec.clusterIP")
+        owner = next((r for r, i in self.service_ips.items() if i == svc.cluster_ip and r != svc.ref), None)
+        if owner:
+            raise ModelError(f"{svc.cluster_ip} is already allocated to Service {owner}", path="spec.clusterIP")
+        self.service_ips[svc.ref] = svc.cluster_ip
 
     def _allocate_node_ports(self, svc: Service, old: Service | None) -> Service:
         """A NodePort Service port without ``nodePort`` gets one from 30000-32767, kept on re-apply."""
@@ -295,7 +316,7 @@ class Cluster:
             if name not in new.namespaces:
                 raise NotFound(f"namespace {name!r} not found")
             changes = []
-            for store in ("policies", "services", "deployments", "pods"):
+            for store in ("policies", "slices", "services", "deployments", "pods"):
                 for ref in [r for r in getattr(new, store) if r.startswith(f"{name}/")]:
                     changes.extend(new._delete_one(store, ref))
             del new.namespaces[name]
@@ -303,7 +324,7 @@ class Cluster:
             return new, changes + [Change("Namespace", name, "deleted")]
         ref = f"{namespace}/{name}"
         if (kind, ref) in SYSTEM_OBJECTS:
-            raise ModelError(f"{ref} is part of the lab's cluster DNS and cannot be deleted")
+            raise ModelError(f"{kind} {ref} {SYSTEM_OBJECTS[kind, ref]} and cannot be deleted")
         store = _STORES[kind]
         if ref not in getattr(new, store):
             raise NotFound(f"{kind} {ref!r} not found")

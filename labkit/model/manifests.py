@@ -13,12 +13,13 @@ import yaml
 
 from labkit.errors import ModelError
 from labkit.model import fields as f
-from labkit.model.objects import Deployment, Namespace, NetworkPolicy, Pod, Service
+from labkit.model.objects import Deployment, EndpointSlice, Namespace, NetworkPolicy, Pod, Service
 from labkit.model.parse_policy import parse_network_policy
-from labkit.model.parse_workloads import parse_deployment, parse_pod_spec, parse_service
+from labkit.model.parse_services import parse_endpoint_slice, parse_service
+from labkit.model.parse_workloads import parse_deployment, parse_pod_spec
 
 Source = Union[str, os.PathLike, dict, Iterable[dict]]
-Object = Union[Namespace, Pod, Deployment, Service, NetworkPolicy]
+Object = Union[Namespace, Pod, Deployment, Service, EndpointSlice, NetworkPolicy]
 
 KINDS = {  # kind -> (apiVersion, namespaced, name rule)
     "Namespace": ("v1", False, f.dns1123_label),
@@ -26,13 +27,15 @@ KINDS = {  # kind -> (apiVersion, namespaced, name rule)
     "Service": ("v1", True, f.dns1035_label),
     "Deployment": ("apps/v1", True, f.dns1123_subdomain),
     "NetworkPolicy": ("networking.k8s.io/v1", True, f.dns1123_subdomain),
+    "EndpointSlice": ("discovery.k8s.io/v1", True, f.dns1123_subdomain),
 }
 KIND_ALIASES = {"ns": "Namespace", "namespace": "Namespace", "namespaces": "Namespace",
                 "po": "Pod", "pod": "Pod", "pods": "Pod",
                 "svc": "Service", "service": "Service", "services": "Service",
                 "deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment",
                 "netpol": "NetworkPolicy", "networkpolicy": "NetworkPolicy",
-                "networkpolicies": "NetworkPolicy"}
+                "networkpolicies": "NetworkPolicy",
+                "endpointslice": "EndpointSlice", "endpointslices": "EndpointSlice"}
 
 
 def canonical_kind(kind: str) -> str:
@@ -205,7 +208,8 @@ def _parse(doc: dict) -> Object:
     got_version = node.string("apiVersion", required=True)
     if got_version != api_version:
         raise ModelError(f"{kind} needs apiVersion {api_version!r}, not {got_version!r}", path="apiVersion")
-    node.allow(("apiVersion", "kind", "metadata", "spec"), ("status",))
+    node.allow(("apiVersion", "kind", "metadata") + (
+        ("addressType", "endpoints", "ports") if kind == "EndpointSlice" else ("spec",)), ("status",))
     meta = node.node("metadata", required=True)
     meta.allow(("name", "namespace", "labels"),
                ("annotations", "uid", "resourceVersion", "creationTimestamp", "generation",
@@ -228,6 +232,8 @@ def _parse(doc: dict) -> Object:
         if doc.get("spec") is None:
             raise ModelError("required field is missing", path="spec")
         return parse_service(doc, namespace, name, labels)
+    if kind == "EndpointSlice":
+        return parse_endpoint_slice({k: v for k, v in doc.items() if k != "status"}, namespace, name, labels)
     return parse_network_policy(doc, namespace, name, labels)
 
 

@@ -96,9 +96,22 @@ class Container:
 
 
 @dataclass(frozen=True)
+class DNSConfig:
+    """A pod's ``dnsConfig``: merged into what its ``dnsPolicy`` gives (all of it for ``None``)."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()  # (name, value or None), in the order written
+
+
+@dataclass(frozen=True)
 class PodSpec:
     containers: tuple[Container, ...]
     node_name: str | None = None
+    hostname: str | None = None  # spec.hostname (None: the pod's name)
+    subdomain: str | None = None  # spec.subdomain: with a headless Service of that name, <hostname>.<subdomain>.<ns>.svc
+    dns_policy: str = "ClusterFirst"  # ClusterFirst | Default | None (ClusterFirstWithHostNet reads as ClusterFirst)
+    dns_config: DNSConfig | None = None
 
     def ports(self) -> tuple[ContainerPort, ...]:
         """Every declared containerPort (what named ports, Services and policies resolve against)."""
@@ -152,6 +165,7 @@ class ServicePort:
     name: str | None = None
     target_port: int | str | None = None  # None means "same as port"
     node_port: int | None = None
+    app_protocol: str | None = None  # shown, as kube-proxy does nothing with it either
 
     @property
     def target(self) -> int | str:
@@ -163,11 +177,16 @@ class Service:
     namespace: str
     name: str
     labels: Labels
-    type: str  # ClusterIP | NodePort
-    selector: Labels | None
+    type: str  # ClusterIP | NodePort | ExternalName
+    selector: Labels | None  # None: no selector (endpoints come from hand-written EndpointSlices)
     ports: tuple[ServicePort, ...]
     cluster_ip: str | None = None  # requested: an IP, "None" (headless) or None (allocate)
     session_affinity: str = "None"
+    affinity_timeout: int = 10800  # sessionAffinityConfig.clientIP.timeoutSeconds (1..86400)
+    publish_not_ready: bool = False  # publishNotReadyAddresses: unready pods are endpoints and in DNS
+    internal_traffic_policy: str = "Cluster"  # Local: a pod reaches only endpoints on its own node, else dropped
+    external_traffic_policy: str = "Cluster"  # Local (NodePort): only the node's own endpoints, client IP kept
+    external_name: str | None = None  # type ExternalName: the CNAME target
 
     @property
     def ref(self) -> str:
@@ -176,6 +195,54 @@ class Service:
     @property
     def headless(self) -> bool:
         return self.cluster_ip == "None"
+
+    @property
+    def external(self) -> bool:
+        """``type: ExternalName``: a DNS alias (CNAME), no ClusterIP and no rules."""
+        return self.type == "ExternalName"
+
+
+@dataclass(frozen=True)
+class SliceEndpoint:
+    """One ``endpoints[]`` entry of an EndpointSlice (labkit takes one address per entry)."""
+
+    address: str
+    ready: bool = True  # conditions.ready (unset means ready)
+    hostname: str | None = None
+    node_name: str | None = None
+    target_pod: str | None = None  # targetRef of kind Pod, as "ns/name"
+
+
+@dataclass(frozen=True)
+class SlicePort:
+    port: int
+    protocol: str = "TCP"
+    name: str | None = None  # matches the Service port of that name ("" / None: the unnamed port)
+    app_protocol: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSlice:
+    """A hand-written ``discovery.k8s.io/v1`` EndpointSlice (addressType IPv4). It backs the Service
+    named by its ``kubernetes.io/service-name`` label, as kube-proxy and CoreDNS read it."""
+
+    namespace: str
+    name: str
+    labels: Labels
+    endpoints: tuple[SliceEndpoint, ...] = ()
+    ports: tuple[SlicePort, ...] = ()
+
+    SERVICE_LABEL = "kubernetes.io/service-name"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def service(self) -> str | None:
+        """The Service this slice belongs to ("ns/name"), or None without the label."""
+        name = self.labels.get(self.SERVICE_LABEL)
+        return f"{self.namespace}/{name}" if name else None
 
 
 @dataclass(frozen=True)

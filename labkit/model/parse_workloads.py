@@ -1,4 +1,4 @@
-"""Pods, Deployments and Services parsed from manifests.
+"""Pods and Deployments parsed from manifests.
 
 Owns: the fields labkit understands for these kinds (and the real-but-irrelevant ones it
 accepts and ignores), their validation, and the conventions of the lab image (an omitted
@@ -11,17 +11,18 @@ from typing import Any
 from labkit.errors import ModelError
 from labkit.model import fields as f
 from labkit.model import unenforced
-from labkit.model.objects import (Container, ContainerPort, Deployment, PodSpec, ReadinessProbe,
-                                  Service, ServicePort)
+from labkit.model.objects import Container, ContainerPort, Deployment, DNSConfig, PodSpec, ReadinessProbe
 from labkit.model.parse_policy import parse_selector
 
 LAB_IMAGE = "labkit"
 # Real Kubernetes fields with no meaning for the lab's network: accepted, ignored.
 _IGNORED_CONTAINER = ("imagePullPolicy", "resources", "workingDir", "livenessProbe", "startupProbe",
                       "terminationMessagePath", "terminationMessagePolicy", "stdin", "tty")
-_IGNORED_POD_SPEC = ("terminationGracePeriodSeconds", "restartPolicy",
-                     "dnsPolicy", "schedulerName", "enableServiceLinks", "automountServiceAccountToken",
-                     "serviceAccountName")
+_IGNORED_POD_SPEC = ("terminationGracePeriodSeconds", "restartPolicy", "schedulerName",
+                     "automountServiceAccountToken", "serviceAccountName")
+_POD_DNS = ("hostname", "subdomain", "dnsPolicy", "dnsConfig", "enableServiceLinks")
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+MAX_NAMESERVERS, MAX_SEARCHES, MAX_SEARCH_CHARS = 3, 32, 2048  # the API server's limits
 
 
 def _probe(value: Any, path: str) -> ReadinessProbe:
@@ -88,7 +89,8 @@ def _container(value: Any, path: str) -> Container:
 
 def parse_pod_spec(value: Any, path: str) -> PodSpec:
     node = f.FieldMap(value, path)
-    node.allow(("containers", "nodeName", "securityContext") + tuple(unenforced.POD_SPEC), _IGNORED_POD_SPEC)
+    node.allow(("containers", "nodeName", "securityContext") + _POD_DNS + tuple(unenforced.POD_SPEC),
+               _IGNORED_POD_SPEC)
     unenforced.refuse(node.data, node.path, unenforced.POD_SPEC)
     unenforced.pod_security(node.data.get("securityContext"), node.at("securityContext"))
     items = node.list("containers", required=True)
@@ -116,7 +118,64 @@ def parse_pod_spec(value: Any, path: str) -> PodSpec:
                                  path=f"{cpath}.ports[{j}].containerPort")
             seen_ports[key] = c.name
     node_name = node.string("nodeName")
-    return PodSpec(containers, node_name)
+    return PodSpec(containers, node_name, **_pod_dns(node))
+
+
+def _pod_dns(node: f.FieldMap) -> dict:
+    """spec.hostname, subdomain, dnsPolicy and dnsConfig, with the API server's rules."""
+    if node.data.get("enableServiceLinks") is not None and node.data["enableServiceLinks"] is not False:
+        raise ModelError("labkit does not put Services into environment variables (FOO_SERVICE_HOST): find "
+                         "Services by their DNS names, and set enableServiceLinks: false or leave it out",
+                         path=node.at("enableServiceLinks"))
+    hostname = node.data.get("hostname")
+    hostname = None if hostname is None else f.dns1123_label(hostname, node.at("hostname"))
+    subdomain = node.data.get("subdomain")
+    subdomain = None if subdomain is None else f.dns1123_label(subdomain, node.at("subdomain"))
+    policy = f.one_of(node.get("dnsPolicy", "ClusterFirst"), DNS_POLICIES, node.at("dnsPolicy"))
+    config = node.node("dnsConfig")
+    if policy == "None" and (config is None or not config.data.get("nameservers")):
+        raise ModelError("dnsPolicy None needs at least one nameserver in dnsConfig.nameservers",
+                         path=node.at("dnsConfig.nameservers"))
+    # ClusterFirstWithHostNet is ClusterFirst for a pod on the pod network (hostNetwork is refused)
+    return {"hostname": hostname, "subdomain": subdomain,
+            "dns_policy": "ClusterFirst" if policy == "ClusterFirstWithHostNet" else policy,
+            "dns_config": None if config is None else _dns_config(config)}
+
+
+def _dns_config(config: f.FieldMap) -> DNSConfig:
+    config.allow(("nameservers", "searches", "options"))
+    servers = config.list("nameservers")
+    if len(servers) > MAX_NAMESERVERS:
+        raise ModelError(f"at most {MAX_NAMESERVERS} nameservers (glibc reads no more)", path=config.at("nameservers"))
+    nameservers = tuple(f.ip_address(v, p) for p, v in servers)
+    for (path, _), ip in zip(servers, nameservers):
+        if ":" in ip:
+            raise ModelError("the lab is IPv4 only", path=path)
+    searches = []
+    for path, value in config.list("searches"):
+        if not isinstance(value, str):
+            raise ModelError("must be a string", path=path)
+        searches.append(f.dns1123_subdomain(value.removesuffix("."), path))
+    if len(searches) > MAX_SEARCHES:
+        raise ModelError(f"at most {MAX_SEARCHES} search domains", path=config.at("searches"))
+    if len(" ".join(searches)) > MAX_SEARCH_CHARS:
+        raise ModelError(f"the search domains are longer than {MAX_SEARCH_CHARS} characters in all",
+                         path=config.at("searches"))
+    options = []
+    for path, item in config.list("options"):
+        o = f.FieldMap(item, path, what="a resolver option")
+        o.allow(("name", "value"))
+        name = o.string("name", required=True)
+        if not name or any(c.isspace() for c in name) or ":" in name:
+            raise ModelError("must be a resolver option name such as ndots, timeout, attempts, edns0",
+                             path=o.at("name"))
+        value = o.data.get("value")
+        if value is not None and (not isinstance(value, str) or any(c.isspace() for c in value)):
+            raise ModelError("must be a string without spaces (e.g. \"2\")", path=o.at("value"))
+        if name == "ndots" and (value is None or not value.isdigit()):
+            raise ModelError("ndots needs a number value (e.g. \"2\")", path=o.at("value"))
+        options.append((name, value))
+    return DNSConfig(nameservers, tuple(searches), tuple(options))
 
 
 def parse_deployment(doc: dict, namespace: str, name: str, labels: dict) -> Deployment:
@@ -137,57 +196,3 @@ def parse_deployment(doc: dict, namespace: str, name: str, labels: dict) -> Depl
                          "make spec.template.metadata.labels satisfy spec.selector", path=spec.at("selector"))
     pod_spec = parse_pod_spec(template.require("spec"), template.at("spec"))
     return Deployment(namespace, name, labels, replicas, selector, tlabels, pod_spec)
-
-
-def parse_service(doc: dict, namespace: str, name: str, labels: dict) -> Service:
-    spec = f.FieldMap(doc.get("spec"), "spec")
-    spec.allow(("type", "selector", "ports", "clusterIP", "sessionAffinity"),
-               ("clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
-                "publishNotReadyAddresses", "sessionAffinityConfig"))
-    svc_type = spec.get("type", "ClusterIP")
-    if svc_type in ("LoadBalancer", "ExternalName"):
-        raise ModelError(f"type {svc_type} is not supported by labkit: use ClusterIP or NodePort",
-                         path=spec.at("type"))
-    f.one_of(svc_type, ("ClusterIP", "NodePort"), spec.at("type"))
-    cluster_ip = spec.string("clusterIP")
-    if cluster_ip not in (None, "", "None"):
-        f.ip_address(cluster_ip, spec.at("clusterIP"))
-    if cluster_ip == "None" and svc_type != "ClusterIP":
-        raise ModelError("a headless Service (clusterIP: None) must have type ClusterIP", path=spec.at("type"))
-    selector = spec.data.get("selector")
-    # "If empty or not present, the service is assumed to have an external process managing its
-    # endpoints" (ServiceSpec API): an empty selector selects no pods, unlike a label selector.
-    selector = None if selector is None else (f.labels(selector, spec.at("selector")) or None)
-    affinity = f.one_of(spec.get("sessionAffinity", "None"), ("None", "ClientIP"), spec.at("sessionAffinity"))
-    items = spec.list("ports")
-    if not items and cluster_ip != "None":
-        raise ModelError("must have at least one port (only a headless Service may have none)",
-                         path=spec.at("ports"))
-    ports, seen_names, seen = [], set(), set()
-    for ppath, item in items:
-        p = f.FieldMap(item, ppath, what="a service port")
-        p.allow(("port", "targetPort", "protocol", "name", "nodePort"), ("appProtocol",))
-        pname = p.data.get("name")
-        if pname is not None:  # Service port names are DNS labels (container ports: IANA names)
-            pname = f.dns1123_label(pname, p.at("name"))
-        elif len(items) > 1:
-            raise ModelError("is required when a Service has more than one port", path=p.at("name"))
-        if pname in seen_names:
-            raise ModelError(f"duplicate port name {pname!r}", path=p.at("name"))
-        seen_names.add(pname)
-        port = f.port_number(p.require("port"), p.at("port"))
-        proto = f.protocol(p.data.get("protocol"), p.at("protocol"))
-        if (port, proto) in seen:
-            raise ModelError(f"duplicate port {port}/{proto}", path=p.at("port"))
-        seen.add((port, proto))
-        target = p.data.get("targetPort")
-        target = None if target is None else f.int_or_port_name(target, p.at("targetPort"))
-        node_port = p.integer("nodePort")
-        if node_port is not None:
-            if svc_type != "NodePort":
-                raise ModelError("may only be set when type is NodePort", path=p.at("nodePort"))
-            if not 30000 <= node_port <= 32767:
-                raise ModelError(f"{node_port} is outside the NodePort range 30000-32767", path=p.at("nodePort"))
-        ports.append(ServicePort(port, proto, pname, target, node_port))
-    return Service(namespace, name, labels, svc_type, selector, tuple(ports),
-                   cluster_ip if cluster_ip else None, affinity)

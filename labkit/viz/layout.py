@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from labkit.errors import ModelError
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster, pod_ref
+from labkit.model.system import is_system
 from labkit.semantics import services as svc
 
 COLUMN = 2.2      # distance between namespace columns
@@ -67,7 +68,8 @@ def shown_pods(cluster: Cluster, include_system: bool = False) -> list[str]:
 def shown_services(cluster: Cluster, include_system: bool = False, only: list[str] | None = None) -> list[str]:
     """The Services a picture draws: every one (kube-system's only with ``include_system``),
     or the ``only`` ones (``"ns/name"``, ``"name"`` for default); a name the lab lacks is a ModelError."""
-    every = sorted(ref for ref, s in cluster.services.items() if include_system or s.namespace != SYSTEM_NAMESPACE)
+    every = sorted(ref for ref, s in cluster.services.items()
+                   if include_system or (s.namespace != SYSTEM_NAMESPACE and not is_system("Service", ref)))
     if only is None:
         return every
     if isinstance(only, str):

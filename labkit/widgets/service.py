@@ -17,7 +17,7 @@ from labkit.widgets.common import (ErrorArea, ObjectEditor, css_widget, guard, n
                                    replace_children, set_classes)
 from labkit.widgets.yaml_editor import YamlEditor, escape, object_row
 
-SYSTEM_SERVICES = ("kube-system/kube-dns",)
+SYSTEM_SERVICES = ("kube-system/kube-dns", "default/kubernetes")
 
 
 class ServiceEditor(ObjectEditor):

@@ -307,7 +307,7 @@ def test_node_port_only_with_type_node_port():
     assert err.path == "spec.ports[0].nodePort"
 
 
-@pytest.mark.parametrize("svc_type", ["LoadBalancer", "ExternalName", "clusterip"])
+@pytest.mark.parametrize("svc_type", ["LoadBalancer", "clusterip"])
 def test_unsupported_service_types(svc_type):
     assert error(service({"type": svc_type, "ports": [{"port": 80}]})).path == "spec.type"
 
