@@ -20,7 +20,7 @@ from labkit.probe.capture import Capture, reserve_path
 from labkit.results import ExecResult
 from labkit.runtime import capturing
 from labkit.runtime.base import ProbeRequest
-from labkit.semantics import oracle, services
+from labkit.semantics import cluster_dns, oracle
 
 
 class Observing:
@@ -121,10 +121,12 @@ class Observing:
             if ref in self.cluster.services and self.cluster.service_ips.get(ref):
                 return self.cluster.service_ips[ref]
             return self.cluster.pod_ips[self.cluster.pod(ref).ref]
-        namespace = self.cluster.pods[src].namespace if src in self.cluster.pods else "default"
-        ips = services.resolve(self.cluster, namespace, dst).ips
+        found = (cluster_dns.resolve_for(self.cluster, src, dst) if src in self.cluster.pods
+                 else cluster_dns.resolve(self.cluster, "default", dst))
+        ips = found.ips
         if not ips:
-            raise ModelError(f"dst={dst!r} does not resolve in cluster DNS (from namespace {namespace!r}): give a pod "
+            why = f" ({found.why})" if found.why else ""
+            raise ModelError(f"dst={dst!r} does not resolve from {src}{why}: give a pod "
                              "ref 'namespace/name', an IP, or a Service's DNS name", path="dst")
         return ips[0]
 

@@ -1,7 +1,8 @@
 """The plain values ``Lab`` returns for changes and endpoints, with kubectl-like reprs.
 
 Owns ``Changes`` (what an apply/delete/label did), ``Endpoints`` (a Service's endpoints,
-ready or not, by address) and ``Samples`` (the attempts of ``lab.sample``, with a tally of who
+ready or not, by address, with the hand-written EndpointSlice each came from), ``EndpointSlices``
+(like ``kubectl get endpointslices``) and ``Samples`` (the attempts of ``lab.sample``, with a tally of who
 answered) and ``Lookup`` (a DNS lookup from inside a pod); they import nothing of labkit, so any
 layer may build them.
 """
@@ -34,10 +35,63 @@ class Endpoints(list):
         return [e for e in self if e.ready]
 
     def __repr__(self) -> str:
-        ready = ",".join(f"{e.ip}:{e.port}" for e in sorted(self, key=_by_address) if e.ready) or "<none>"
+        ordered = sorted(self, key=_by_address)
+        ready = ",".join(f"{e.ip}:{e.port}" for e in ordered if e.ready) or "<none>"
         lines = [f"Endpoints {self.service}: {ready}"]
-        lines += [f"  not ready: {e.pod} {e.ip}:{e.port}" for e in sorted(self, key=_by_address) if not e.ready]
+        lines += [f"  not ready: {e.pod + ' ' if e.pod else ''}{e.ip}:{e.port}"
+                  + (f" on {_node(e)}" if _node(e) else "")
+                  for e in ordered if not e.ready]
+        by_slice: dict[str, list[str]] = {}
+        for e in ordered:
+            if getattr(e, "slice", None):
+                by_slice.setdefault(e.slice, []).append(f"{e.ip}:{e.port}")
+        lines += [f"  from EndpointSlice {name}: {', '.join(found)}" for name, found in sorted(by_slice.items())]
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(repr(self)) + "</pre>"
+
+
+def _node(endpoint: Any) -> str | None:
+    node = getattr(endpoint, "node", None)
+    return f"node-{node}" if node else None
+
+
+class EndpointSlices(list):
+    """EndpointSlices (``labkit.semantics.services.SliceView``), with the repr of ``kubectl get
+    endpointslices``: NAME ADDRESSTYPE PORTS ENDPOINTS (all addresses, ready or not; at most three)."""
+
+    def __init__(self, items: list, namespace: str | None = None):
+        super().__init__(items)
+        self.namespace = namespace
+
+    def rows(self) -> list[list[str]]:
+        head = ["NAMESPACE"] if self.namespace is None else []
+        out = [head + ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS"]]
+        for s in self:
+            ports = ",".join(str(p[1]) for p in s.ports) or "<unset>"
+            addresses = [e[0] for e in s.endpoints]
+            shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+            out.append(([s.namespace] if self.namespace is None else []) + [s.name, s.address_type, ports,
+                                                                             shown or "<unset>"])
+        return out
+
+    def __repr__(self) -> str:
+        if not self:
+            where = f" in {self.namespace} namespace" if self.namespace else ""
+            return f"No resources found{where}."
+        rows = self.rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<pre>" + html.escape(repr(self)) + "</pre>"
+        rows = self.rows()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td><code>{html.escape(c)}</code></td>" for c in r) + "</tr>"
+                       for r in rows[1:])
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _by_address(endpoint: Any) -> tuple:

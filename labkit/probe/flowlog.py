@@ -23,7 +23,7 @@ from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.probe import walk
 from labkit.probe.walk_read import Facts, Hop, Reader
-from labkit.semantics import oracle, services
+from labkit.semantics import cluster_dns, oracle
 
 VERDICTS = ("allowed", "denied", "rejected", "unknown")
 KEEP = 500            # rows kept (the oldest go first)
@@ -219,8 +219,8 @@ def _destination(cluster: Cluster, namer: _Namer, src: str, dst: str) -> str:
         return namer(dst)
     if "/" in dst:
         return dst
-    namespace = cluster.pods[src].namespace if src in cluster.pods else "default"
-    ips = services.resolve(cluster, namespace, dst).ips
+    ips = (cluster_dns.resolve_for(cluster, src, dst) if src in cluster.pods
+           else cluster_dns.resolve(cluster, "default", dst)).ips
     return namer(ips[0]) if ips else dst
 
 

@@ -2,7 +2,8 @@
 
 Owns the simulated "engine" (the labs started through one ``SimBackend`` object, with
 owner and age) and the ``SimLab`` runtime: a model rebuilt from operations, a seeded
-random choice among endpoints (so Services still spread load), and the containers' files
+random choice among endpoints (so Services still spread load) that honours ClientIP session
+affinity with its timeout (on the backend's clock, which a test may give), and the containers' files
 and readiness probes of ``sim_pods`` (so endpoints follow readiness as on docker). Every
 result it returns says ``simulated``. It never touches the host.
 """
@@ -15,7 +16,7 @@ from typing import Any, Callable
 from labkit.connection import SimConnection
 from labkit.dataplane import ruleset
 from labkit.errors import BackendError, NotFound
-from labkit.model.addressing import MAX_NODES
+from labkit.model.addressing import INTERNET_HOST_IP, MAX_NODES
 from labkit.model.cluster import Cluster
 from labkit.results import ExecResult, ProbeResult
 from labkit.runtime.base import (Backend, Capabilities, LabInfo, LabRuntime, ProbeRequest, Readiness,
@@ -28,7 +29,8 @@ from labkit.semantics import oracle
 class SimLab(LabRuntime):
     simulated = True
 
-    def __init__(self, name: str, owner: str, cluster: Cluster, seed: int, on_close=None):
+    def __init__(self, name: str, owner: str, cluster: Cluster, seed: int, on_close=None,
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__(name, owner, cluster)
         self.created = time.time()
         self._random = random.Random(seed)
@@ -42,6 +44,28 @@ class SimLab(LabRuntime):
         self.captures = sim_capture.SimCaptures()  # running captures see the packets of every probe
         self.probe_observers.append(lambda requests, results, timeout: self.captures.observe(
             self.cluster, requests, results, timeout))
+        self.clock = clock  # seconds, for ClientIP affinity's timeouts
+        # (service "ns/name port/PROTO", client IP) -> (endpoint "ip:port", when the affinity ends)
+        self._affinity: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def pick(self, src: str, ex: oracle.Explanation) -> oracle.Outcome:
+        """The outcome of one new connection: the endpoint kube-proxy picks at random, or, for a Service
+        with ``sessionAffinity: ClientIP``, the one this client IP reached last while its timeout lasts
+        (each new connection through the Service starts the timeout again, as kube-proxy's affinity set)."""
+        outcomes = ex.outcomes
+        via = outcomes[0].service if outcomes else None
+        if via is None or any(o.service != via for o in outcomes):
+            return self._random.choice(outcomes)
+        service = self.cluster.services.get(via.split(" ")[0])
+        if service is None or service.session_affinity != "ClientIP":
+            return self._random.choice(outcomes)
+        client = INTERNET_HOST_IP if src == oracle.INTERNET else self.cluster.pod_ips[self.cluster.pod(src).ref]
+        now = self.clock()
+        kept = self._affinity.get((via, client))
+        chosen = next((o for o in outcomes if kept and now < kept[1] and o.endpoint == kept[0]), None)
+        chosen = chosen or self._random.choice(outcomes)
+        self._affinity[(via, client)] = (chosen.endpoint, now + service.affinity_timeout)
+        return chosen
 
     def _enforce(self, old: Cluster, new: Cluster) -> None:
         if self.closed:
@@ -79,8 +103,7 @@ class SimLab(LabRuntime):
         results = []
         for r in requests:
             ex = oracle.explain(self.cluster, r.src, self._dst_ip(r.dst), r.port, r.protocol)
-            # A client reaches one endpoint: the load balancer picks it at random.
-            outcome = self._random.choice(ex.outcomes)
+            outcome = self.pick(r.src, ex)  # one endpoint: at random, or the one ClientIP affinity keeps
             results.append(ProbeResult(outcome.allowed, None, outcome.answered_by,
                                        None if outcome.allowed else outcome.error, True,
                                        ex.src, r.dst, r.port, r.protocol, client_ip=outcome.client_ip))
@@ -91,7 +114,8 @@ class SimLab(LabRuntime):
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         # No processes here: a few teaching commands are answered from the model, the rest exit 127.
         from labkit.runtime import sim_exec  # noqa: PLC0415
-        return sim_exec.run(self.cluster, self.cluster.pod(pod).ref, argv, container, self._random, self.files)
+        return sim_exec.run(self.cluster, self.cluster.pod(pod).ref, argv, container, self._random, self.files,
+                            self.pick)
 
     def exec_node(self, node: str, argv: list[str]) -> ExecResult:
         return node_views.run(self.cluster, node, argv)
@@ -125,8 +149,10 @@ class SimBackend(Backend):
     name = "sim"
     simulated = True
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: the seconds its labs measure ClientIP affinity timeouts on (a test passes its own)."""
         self._labs: dict[tuple[str, str], SimLab] = {}
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"<SimBackend: {len(self._labs)} simulated lab(s)>"
@@ -160,7 +186,7 @@ class SimBackend(Backend):
         key = (name, check_owner(owner))
         if key in self._labs:
             raise BackendError(f"a lab named {name!r} of {owner} already runs on this backend: close it first")
-        lab = SimLab(name, owner, replay(nodes, []), seed, self._forget)
+        lab = SimLab(name, owner, replay(nodes, []), seed, self._forget, self._clock)
         self._labs[key] = lab
         return lab
 

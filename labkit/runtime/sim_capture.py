@@ -28,7 +28,7 @@ from labkit.model.cluster import Cluster
 from labkit.results import ProbeResult
 from labkit.runtime import capturing, sim_filter
 from labkit.runtime.base import ProbeRequest
-from labkit.semantics import oracle
+from labkit.semantics import cluster_dns, oracle
 from labkit.semantics import services as svc
 
 STEP = 0.0002  # seconds between the simulated packets of one exchange
@@ -226,15 +226,20 @@ class _Conversation:
 
         source = self.cluster.pods[self.request.src]
         if source.ref == oracle.DNS_POD:  # it answers itself: nothing on the wire
-            return next(iter(svc.resolve(self.cluster, source.namespace, name).ips), None)
-        allowed = oracle.dns_outcome(self.cluster, source).allowed
+            return next(iter(cluster_dns.resolve_for(self.cluster, source.ref, name).ips), None)
+        config = cluster_dns.resolver(self.cluster, source)  # the pod's own resolv.conf (dnsPolicy, dnsConfig)
+        server_ip, _ = cluster_dns.nameserver_for(self.cluster, config)
+        if server_ip is None and not config.nameservers:
+            return None  # glibc asks 127.0.0.1 inside the pod: nothing crosses eth0
+        allowed = server_ip is not None and oracle.dns_outcome(self.cluster, source).allowed
+        server_ip = server_ip or config.nameservers[0]  # one that never answers: the queries go out unanswered
         dns_server = oracle.DNS_POD if allowed else None
-        for fqdn in svc.candidates(source.namespace, name):
+        for fqdn in svc.expand(name, config.searches, config.ndots):
             qid = self.rng.randint(1, 65535)
             question = dpkt.dns.DNS.Q(name=fqdn, type=1, cls=1)
             query = dpkt.dns.DNS(id=qid, op=dpkt.dns.DNS_RD, qd=[question])
-            views = self._views("udp", addr.DNS_SERVICE_IP, 53, dns_server, self.client_ip)
-            ips = svc.lookup(self.cluster, fqdn)
+            views = self._views("udp", server_ip, 53, dns_server, self.client_ip)
+            ips = cluster_dns.lookup(self.cluster, fqdn)
             answer = dpkt.dns.DNS(id=qid, op=dpkt.dns.DNS_RD | dpkt.dns.DNS_RA, qd=[question],
                                   an=[dpkt.dns.DNS.RR(name=fqdn, type=1, cls=1, ttl=5, rdata=socket.inet_aton(ip))
                                       for ip in ips or ()])

@@ -6,16 +6,18 @@ the commands that teach pod networking with the text the docker backend's real t
 model and the oracle, under a first line that says the output is simulated:
 
 * ``ip addr`` / ``ip -4 addr`` / ``ip addr show [dev] eth0`` / ``ip link`` / ``ip route``
-* ``hostname``, ``cat /etc/resolv.conf``
+* names (``sim_dns``): ``hostname [-i|-f]``, ``cat /etc/resolv.conf|/etc/hosts|/etc/hostname``,
+  ``getent hosts NAME``, ``nslookup [-timeout=N] [-retry=N] [-type=SRV] NAME|IP``,
+  ``dig +short [+search] [+time=N] [+tries=N] [SRV] NAME``: through the pod's own resolver
+  (dnsPolicy, dnsConfig), CNAMEs followed; the query itself obeys the pod's egress policy and the
+  DNS pod's ingress policy, as in the oracle
 * the container's files (``sim_pods``): ``touch FILE...``, ``rm [-f] FILE...``, ``test -e|-f
   FILE``, ``[ -e FILE ]``, ``cat FILE`` (a touched file is empty), ``ls FILE``: what
   readiness probes check
-* ``nslookup [-timeout=N] [-retry=N] NAME``, ``dig +short [+search] [+time=N] [+tries=N] NAME``
-  (names resolved like cluster DNS; the query itself obeys the pod's egress policy and the
-  DNS pod's ingress policy, as in the oracle)
 * ``curl [-s] [-S] [-m N | --max-time N] [--connect-timeout N] http://HOST[:PORT][/PATH]``
-  (the oracle decides; an answer is ``<namespace>/<pod>`` like labkit's default app, a
-  failure is curl's own message and exit code: 6 unknown host, 7 refused, 28 timed out)
+  (the oracle decides, the lab's ``pick`` chooses the endpoint (ClientIP affinity); an answer is
+  ``<namespace>/<pod>`` like labkit's default app, a failure is curl's own message and exit code:
+  6 unknown host, 7 refused, 28 timed out)
 * ``ping -c N [-W N] [-q] IP`` of a pod or the internet host (ICMP as labkit's policies treat
   it: see ``sim_ping``)
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import random
 import shlex
 from dataclasses import dataclass, field
+from typing import Callable
 
 from labkit.dataplane import names
 from labkit.errors import ModelError
@@ -34,36 +37,38 @@ from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.objects import Pod
 from labkit.results import ExecResult
-from labkit.runtime import node_views, sim_pods
+from labkit.runtime import node_views, sim_dns, sim_pods
 from labkit.runtime import sim_ping
-from labkit.semantics import oracle, services
+from labkit.semantics import cluster_dns, oracle
 
 HEADER = ("# simulated by labkit's sim backend (no real processes): "
           "this is what the docker backend shows")
-SUPPORTED = ("ip addr, ip -4 addr, ip addr show eth0, ip link, ip route, hostname, cat /etc/resolv.conf, "
-             "nslookup NAME, dig +short NAME, curl -s http://NAME[:PORT]/, ping -c N IP, "
+SUPPORTED = ("ip addr, ip -4 addr, ip addr show eth0, ip link, ip route, hostname [-i], cat /etc/resolv.conf, "
+             "cat /etc/hosts, getent hosts NAME, nslookup NAME, dig +short [SRV] NAME, curl -s http://NAME[:PORT]/, "
+             "ping -c N IP, "
              "touch /FILE, rm /FILE, test -e /FILE, cat /FILE, ls /FILE")
 NOT_FOUND = 127
-DNS_SERVER = addr.DNS_SERVICE_IP
-# bind9's nslookup: 3 tries of 5 s by default; dig: 3 tries of 5 s; curl gives up resolving after 20 s.
-NSLOOKUP_TIMEOUT, NSLOOKUP_RETRY = 5, 2
-DIG_TIME, DIG_TRIES = 5, 3
+# curl gives up resolving after 20 s.
 CURL_RESOLVE_GIVE_UP_MS = 20000
 # A connection whose SYN is dropped: 6 SYN retries (tcp_syn_retries) end after about 130 s.
 KERNEL_CONNECT_TIMEOUT_MS = 130000
 
 
 def run(cluster: Cluster, pod: str, argv: list[str], container: str | None = None,
-        rng: random.Random | None = None, files: sim_pods.Files | None = None) -> ExecResult:
+        rng: random.Random | None = None, files: sim_pods.Files | None = None,
+        pick: Callable[[str, oracle.Explanation], oracle.Outcome] | None = None) -> ExecResult:
     """Answer ``argv`` as if it ran in ``pod`` (a ref from ``cluster``), or exit 127.
 
-    ``files`` holds the containers' files (a throw-away store when None)."""
+    ``files`` holds the containers' files (a throw-away store when None); ``pick(src, explanation)``
+    chooses the outcome of one connection (the lab's, with ClientIP affinity; else at random)."""
     target = cluster.pods[pod]
     names = [c.name for c in target.spec.containers]
     if container is not None and container not in names:
         raise ModelError(f"pod {pod} has no container {container!r} (it has {', '.join(names)})", path="container")
     argv = [str(a) for a in argv]
-    ctx = _Context(cluster, target, rng or random.Random(0), (files or sim_pods.Files()).of(pod, container or names[0]))
+    rng = rng or random.Random(0)
+    ctx = _Context(cluster, target, rng, (files or sim_pods.Files()).of(pod, container or names[0]),
+                   pick or (lambda src, ex: rng.choice(ex.outcomes)))
     handler = _HANDLERS.get(argv[0] if argv else "")
     result = handler(ctx, argv[1:]) if handler else None
     if result is None:
@@ -88,6 +93,7 @@ class _Context:
     pod: Pod
     rng: random.Random
     files: set[str] = field(default_factory=set)  # the container's files (sim_pods.Files)
+    pick: Callable[[str, oracle.Explanation], oracle.Outcome] | None = None
 
     @property
     def ip(self) -> str:
@@ -172,89 +178,6 @@ def _ip(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
         gateway = addr.node_gateway(ctx.node)
         return 0, f"default via {gateway} dev eth0 \n{gateway} dev eth0 scope link \n"
     return None
-
-
-# ---------------------------------------------------------------- files and names
-def _hostname(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
-    return None if args else (0, f"{ctx.pod.name[:63]}\n")
-
-
-def _cat(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
-    if args != ["/etc/resolv.conf"] or args[0] not in ctx.files:
-        return sim_pods.cat(ctx, args)
-    return 0, (f"search {' '.join(services.search_path(ctx.pod.namespace))}\n"
-               f"nameserver {DNS_SERVER}\noptions ndots:5\n")
-
-
-def _dns_blocked(ctx: _Context) -> bool:
-    return not oracle.dns_outcome(ctx.cluster, ctx.pod).allowed
-
-
-def _timed_out_lines(tries: int) -> str:
-    return f";; communications error to {DNS_SERVER}#53: timed out\n" * tries + ";; no servers could be reached\n"
-
-
-def _option_value(arg: str, prefix: str) -> int | None:
-    """``-timeout=3`` with prefix ``-timeout=`` -> 3; None if malformed."""
-    value = arg[len(prefix):]
-    return int(value) if value.isdigit() else None
-
-
-def _nslookup(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
-    retry, names = NSLOOKUP_RETRY, []
-    for arg in args:
-        if arg.startswith("-retry="):
-            retry = _option_value(arg, "-retry=")
-        elif arg.startswith("-timeout="):
-            if _option_value(arg, "-timeout=") is None:
-                return None
-        elif arg.startswith("-"):
-            return None
-        else:
-            names.append(arg)
-    if retry is None or len(names) != 1:
-        return None
-    name = names[0]
-    if oracle.is_ip(name):  # a reverse lookup: cluster DNS in this lab has no PTR records
-        reverse = ".".join(reversed(name.split("."))) + ".in-addr.arpa"
-        if _dns_blocked(ctx):
-            return 1, _timed_out_lines(retry + 1) + "\n"
-        return 1, f"** server can't find {reverse}: NXDOMAIN\n\n"
-    if _dns_blocked(ctx):
-        return 1, _timed_out_lines(retry + 1) + "\n"
-    head = f"Server:\t\t{DNS_SERVER}\nAddress:\t{DNS_SERVER}#53\n\n"
-    res = services.resolve(ctx.cluster, ctx.pod.namespace, name)
-    if not res.ips:
-        return 1, head + f"** server can't find {name.rstrip('.')}: NXDOMAIN\n\n"
-    return 0, head + "".join(f"Name:\t{res.fqdn}\nAddress: {ip}\n" for ip in res.ips) + "\n"
-
-
-def _dig(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
-    short, search, tries, names = False, False, DIG_TRIES, []
-    for arg in args:
-        if arg == "+short":
-            short = True
-        elif arg == "+search":
-            search = True
-        elif arg.startswith("+tries="):
-            tries = _option_value(arg, "+tries=")
-        elif arg.startswith("+time="):
-            if _option_value(arg, "+time=") is None:
-                return None
-        elif arg.startswith(("+", "-", "@")):
-            return None
-        else:
-            names.append(arg)
-    if not short or tries is None or len(names) != 1:
-        return None  # dig's full answer (with its header, timings and date) is not simulated
-    if _dns_blocked(ctx):
-        return 9, _timed_out_lines(max(1, tries))
-    name = names[0]
-    if search:
-        ips = services.resolve(ctx.cluster, ctx.pod.namespace, name).ips
-    else:  # dig does not use the search path unless asked: "web" is the name "web."
-        ips = tuple(services.lookup(ctx.cluster, name.rstrip(".")) or ())
-    return 0, "".join(f"{ip}\n" for ip in ips)
 
 
 # ---------------------------------------------------------------- curl
@@ -349,15 +272,19 @@ def _curl(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
     else:
         if ":" in host or host.replace(".", "").isdigit():
             return None  # IPv6 and odd numeric forms: not simulated
-        if _dns_blocked(ctx):
-            if limit_ms is not None and limit_ms < CURL_RESOLVE_GIVE_UP_MS:
+        ips = [ip for ip, _ in sim_dns.from_hosts_file(ctx, host) if ":" not in ip]
+        asked = sim_dns.ask(ctx)
+        if not ips and asked.server is None:
+            if asked.silent is not None and limit_ms is not None and limit_ms < CURL_RESOLVE_GIVE_UP_MS:
                 return fail(28, f"Resolving timed out after {limit_ms} milliseconds")
             return fail(6, f"Could not resolve host: {host}")
-        ips = list(services.resolve(ctx.cluster, ctx.pod.namespace, host).ips)
+        ips = ips or list(cluster_dns.resolve_for(ctx.cluster, ctx.pod.ref, host).ips)
         if not ips:
             return fail(6, f"Could not resolve host: {host}")
-    outcomes = [o for ip in ips for o in oracle.explain(ctx.cluster, ctx.pod.ref, ip, port, "TCP").outcomes]
-    outcome = ctx.rng.choice(outcomes)  # the client reaches one endpoint (and one address)
+    explanations = [oracle.explain(ctx.cluster, ctx.pod.ref, ip, port, "TCP") for ip in ips]
+    # the client reaches one endpoint (and one address): the lab's pick keeps ClientIP affinity
+    outcome = (ctx.pick(ctx.pod.ref, explanations[0]) if len(explanations) == 1
+               else ctx.rng.choice([o for ex in explanations for o in ex.outcomes]))
     if outcome.allowed:
         return 0, f"{outcome.answered_by}\n"
     error = outcome.error or "timed out"
@@ -372,5 +299,6 @@ def _curl(ctx: _Context, args: list[str]) -> tuple[int, str] | None:
                     "Couldn't connect to server")
 
 
-_HANDLERS = {"ip": _ip, "hostname": _hostname, "cat": _cat, "nslookup": _nslookup, "dig": _dig, "curl": _curl,
+_HANDLERS = {"ip": _ip, "hostname": sim_dns.hostname, "cat": sim_dns.cat, "nslookup": sim_dns.nslookup,
+             "dig": sim_dns.dig, "getent": sim_dns.getent, "curl": _curl,
              "ping": sim_ping.ping, **sim_pods.COMMANDS}

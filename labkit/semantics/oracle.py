@@ -20,7 +20,9 @@ from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster, pod_ref
 from labkit.model.objects import Pod
 from labkit.results import _Reader
+from labkit.semantics import cluster_dns
 from labkit.semantics import policy as pol
+from labkit.semantics import service_paths as paths
 from labkit.semantics import services as svc
 
 INTERNET = "internet"
@@ -38,18 +40,20 @@ class Outcome:
     error: str | None = None  # what a client would see: "connection refused", "timed out", ...
     decisions: tuple[pol.Decision, ...] = ()
     client_ip: str | None = None  # the source address the server sees (None: nothing answers)
+    service: str | None = None  # "ns/name port/PROTO" when a Service port chose the endpoint (ClientIP affinity)
+    endpoint: str | None = None  # "ip:port" of that Service endpoint
 
     def to_dict(self) -> dict:
         return {"allowed": self.allowed, "answered_by": self.answered_by, "reasons": list(self.reasons),
                 "error": self.error, "decisions": [d.to_dict() for d in self.decisions],
-                "client_ip": self.client_ip}
+                "client_ip": self.client_ip, "service": self.service, "endpoint": self.endpoint}
 
     @classmethod
     def from_dict(cls, data: Any) -> "Outcome":
         r = _Reader(data, cls.__name__)
         return cls(r.get("allowed", bool), r.get("answered_by", str, null=True), r.strings("reasons"),
                    r.get("error", str, null=True), tuple(r.objects("decisions", pol.Decision.from_dict)),
-                   r.optional("client_ip", str))
+                   r.optional("client_ip", str), r.optional("service", str), r.optional("endpoint", str))
 
 
 @dataclass
@@ -138,19 +142,17 @@ def explain(cluster: Cluster, src: str, dst: str, port: int, protocol: str = "TC
     else:
         dns = dns_outcome(cluster, source)
         if not dns.allowed:
-            # the reason of the decision that blocked the query (egress of the source or ingress of DNS)
-            why = next((d.reason for d in dns.decisions if not d.allowed), dns.reasons[-1])
             return _result(source, dst, port, protocol, reasons, [Outcome(
-                False, None, (f"{source.ref} cannot resolve {dst!r}: its DNS query to kube-dns "
-                              f"({addr.DNS_SERVICE_IP}:53/UDP) is blocked, because {why}",),
+                False, None, (f"{source.ref} cannot resolve {dst!r}: {_dns_blocked_why(cluster, source, dns)}",),
                 "DNS lookup timed out")])
-        res = svc.resolve(cluster, source.namespace, dst)
+        res = cluster_dns.resolve_for(cluster, source.ref, dst)
         if not res.ips:
-            return _result(source, dst, port, protocol, reasons, [Outcome(
-                False, None, (f"the name {dst!r} does not exist in cluster DNS (tried "
-                              f"{', '.join(res.tried)}): NXDOMAIN",), f"NXDOMAIN {dst}")])
+            return _result(source, dst, port, protocol, reasons + paths.external_alias(cluster, res.cnames),
+                           [Outcome(False, None, (res.why,), f"NXDOMAIN {dst}")])
         ips = list(res.ips)
-        reasons.append(f"{dst!r} resolves to {', '.join(ips)} (as {res.fqdn})")
+        via = f", through the CNAME {res.cnames[-1][1]}" if res.cnames else ""
+        reasons.append(f"{dst!r} resolves to {', '.join(ips)} (as {res.fqdn}{via})")
+        reasons.extend(paths.external_alias(cluster, res.cnames))
     outcomes = [o for ip in ips for o in to_ip(cluster, source, ip, port, protocol)]
     return _result(source, dst, port, protocol, reasons, outcomes)
 
@@ -167,10 +169,24 @@ def _result(source: Pod, dst: str, port: int, protocol: str, reasons: list[str],
 
 
 def dns_outcome(cluster: Cluster, source: Pod) -> Outcome:
-    """Can ``source`` reach cluster DNS (kube-dns, 53/UDP)? DNS obeys egress policy too."""
+    """Can ``source`` reach cluster DNS (53/UDP) through the nameservers of its own resolv.conf? Only
+    kube-dns and the coredns pod answer; DNS obeys egress policy too."""
     if source.ref == DNS_POD:
         return Outcome(True, DNS_POD, ("the DNS pod resolves names itself",))
-    return to_ip(cluster, source, addr.DNS_SERVICE_IP, 53, "UDP")[0]
+    server, why = cluster_dns.nameserver_for(cluster, cluster_dns.resolver(cluster, source))
+    if server is None:
+        return Outcome(False, None, (why,), "DNS lookup timed out")
+    return to_ip(cluster, source, server, 53, "UDP")[0]
+
+
+def _dns_blocked_why(cluster: Cluster, source: Pod, dns: Outcome) -> str:
+    """Why ``source``'s query gets no answer: the policy decision that blocks it, or its resolver."""
+    why = next((d.reason for d in dns.decisions if not d.allowed), None)
+    if why is None:
+        return dns.reasons[-1]
+    server, _ = cluster_dns.nameserver_for(cluster, cluster_dns.resolver(cluster, source))
+    name = "kube-dns" if server == addr.DNS_SERVICE_IP else "the coredns pod"
+    return f"its DNS query to {name} ({server}:53/UDP) is blocked, because {why}"
 
 
 def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> list[Outcome]:
@@ -181,15 +197,12 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
         if sport is None:
             return [Outcome(False, None, (f"{ip} is the ClusterIP of Service {service.ref}, which has no port "
                                           f"{port}/{protocol}: the connection is rejected",), "connection refused")]
-        eps = svc.ready_endpoints(cluster, service, sport)
-        if not eps:
-            return [Outcome(False, None, (f"{ip} is the ClusterIP of Service {service.ref}, which has no ready "
-                                          f"endpoints for port {port}/{protocol}: the connection is rejected",),
-                            "connection refused")]
-        head = (f"{ip}:{port}/{protocol} is Service {service.ref}; it sends to "
-                f"{', '.join(f'{e.pod} ({e.ip}:{e.port})' for e in eps)}")
-        return [_prefixed(head, _hairpin(cluster, to_pod(cluster, source, cluster.pods[e.pod], e.port, protocol),
-                                         source, e.pod)) for e in eps]
+        route = paths.cluster_ip(cluster, service, sport, ip, cluster.pod_nodes.get(source.ref))
+        if not route.endpoints:
+            return [Outcome(False, None, (route.failure,), route.error)]
+        heads = (route.head,) + ((route.note,) if route.note else ())
+        return [_via(service, sport, e, _prefixed(heads, o))
+                for e in route.endpoints for o in _to_endpoint(cluster, source, e, protocol)]
     owner = cluster.pod_by_ip().get(ip)
     if owner is not None:
         return [to_pod(cluster, source, cluster.pods[owner], port, protocol)]
@@ -211,6 +224,13 @@ def to_ip(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> l
     return [Outcome(False, None, (f"{ip} is outside the lab, and no node has a route out of it: nothing addressed "
                                   "outside ever leaves (the fence rejects it too)",),
                     "timed out" if protocol == "UDP" else "network unreachable")]
+
+
+def _to_endpoint(cluster: Cluster, source: Pod, e: svc.Endpoint, protocol: str) -> list[Outcome]:
+    """After the DNAT: a pod endpoint, or an EndpointSlice address that is no pod's (a node, the internet host)."""
+    if e.pod:
+        return [_hairpin(cluster, to_pod(cluster, source, cluster.pods[e.pod], e.port, protocol), source, e.pod)]
+    return to_ip(cluster, source, e.ip, e.port, protocol)
 
 
 def _loopback(source: Pod, ip: str, port: int, protocol: str) -> Outcome:
@@ -270,21 +290,48 @@ def _to_node(cluster: Cluster, ip: str, node: int, port: int, protocol: str, sou
         return [Outcome(False, None, (f"{ip} is {name} itself; {why}, and nothing on a node listens on "
                                       f"{port}/{protocol}: the node refuses the connection",), "connection refused")]
     service, sport = match[0]
-    eps = svc.ready_endpoints(cluster, service, sport)
-    head = f"{ip}:{port}/{protocol} is NodePort {port} of Service {service.ref} on {name}"
-    if not eps:
-        return [Outcome(False, None, (f"{head}, which has no ready endpoints: rejected",), "connection refused")]
-    return [_prefixed(f"{head}; it sends to {e.pod} ({e.ip}:{e.port})",
-                      _node_port_hop(cluster, node, port, e, protocol, source)) for e in eps]
+    route = paths.node_port(cluster, service, sport, ip, node, outside=source is None)
+    if not route.endpoints:
+        return [Outcome(False, None, (route.failure,), route.error)]
+    note = (route.note,) if route.note else ()
+    return [_via(service, sport, e, _prefixed((f"{route.head}; it sends to {paths.targets([e])}",) + note,
+                                              _node_port_hop(cluster, node, port, e, protocol, source,
+                                                             route.keeps_client)))
+            for e in route.endpoints]
 
 
-def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str, source: Pod | None) -> Outcome:
+def _node_port_to_address(cluster: Cluster, node: int, node_port: int, e, protocol: str,
+                          source: Pod | None) -> Outcome:
+    """A NodePort whose endpoint (from an EndpointSlice) is no pod: only the internet host answers."""
+    decisions: list[pol.Decision] = []
+    if source is not None:
+        here = cluster.pod_nodes[source.ref] == node
+        eg = pol.egress(cluster, source, None, e.ip if here else addr.node_ip(node), e.port if here else node_port,
+                        protocol)
+        decisions.append(eg)
+        if not eg.allowed:
+            return Outcome(False, None, (eg.reason,), "timed out", tuple(decisions))
+    reasons = tuple(d.reason for d in decisions)
+    if e.ip == addr.INTERNET_HOST_IP and (e.port, protocol) in INTERNET_PORTS:
+        seen = addr.INTERNET_GATEWAY if node == 1 else addr.node_ip(node)
+        return Outcome(True, INTERNET, reasons + (f"the lab's internet host answers; {addr.node_name(node)} "
+                                                  f"masquerades the connection, so it sees {seen}",),
+                       None, tuple(decisions), seen)
+    refused = e.ip == addr.INTERNET_HOST_IP or _node_owning(cluster, e.ip) is not None
+    return Outcome(False, None, reasons + (f"nothing at {e.ip} answers on {e.port}/{protocol}",),
+                   "connection refused" if refused else "timed out", tuple(decisions))
+
+
+def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str, source: Pod | None,
+                   keeps_client: bool = False) -> Outcome:
     """One endpoint behind a NodePort, judged where the lab's nodes judge it: each node
     enforces policies for its own pods on its forward hook. The source's egress is judged on
     its node: against the endpoint when that node translates (DNAT comes first), else
     against the node address it sent to. The endpoint's ingress is judged against the real
     source when the translating node is its own, else against that node's fabric address
     (NodePort traffic is masqueraded before it crosses to another node)."""
+    if not e.pod:
+        return _node_port_to_address(cluster, node, node_port, e, protocol, source)
     target = cluster.pods[e.pod]
     if not _serves(target, e.port, protocol):
         return Outcome(False, None, (f"nothing in {e.pod} listens on {e.port}/{protocol}",), "connection refused")
@@ -310,8 +357,8 @@ def _node_port_hop(cluster: Cluster, node: int, node_port: int, e, protocol: str
     if masqueraded:
         reasons = (f"{addr.node_name(node)} masquerades the connection to {e.pod} on another node, which sees it "
                    f"come from {addr.node_ip(node)}",) + reasons
-    client = _masquerade_address(cluster, node, e.pod)
-    if ing.allowed and not masqueraded:
+    client = addr.INTERNET_HOST_IP if keeps_client else _masquerade_address(cluster, node, e.pod)
+    if ing.allowed and not masqueraded and not keeps_client:
         reasons += (f"{addr.node_name(node)} masquerades NodePort traffic after its policies have judged it: "
                     f"{e.pod} sees the connection come from {client}, {addr.node_name(node)}'s address on cni0",)
     return Outcome(ing.allowed, e.pod if ing.allowed else None, reasons, None if ing.allowed else "timed out",
@@ -349,8 +396,12 @@ def _finish(result: Explanation) -> Explanation:
     return result
 
 
-def _prefixed(head: str, outcome: Outcome) -> Outcome:
-    return replace(outcome, reasons=(head,) + outcome.reasons)
+def _via(service, sport, e: svc.Endpoint, outcome: Outcome) -> Outcome:
+    return replace(outcome, service=f"{service.ref} {sport.port}/{sport.protocol}", endpoint=f"{e.ip}:{e.port}")
+
+
+def _prefixed(heads: tuple[str, ...], outcome: Outcome) -> Outcome:
+    return replace(outcome, reasons=tuple(heads) + outcome.reasons)
 
 
 def _to_internet(cluster: Cluster, source: Pod, ip: str, port: int, protocol: str) -> Outcome:

@@ -1,19 +1,22 @@
-"""Services and cluster DNS as Kubernetes defines them: endpoints, ClusterIPs, names.
+"""Services as Kubernetes defines them: endpoints, ClusterIPs, and the names that forward to DNS.
 
-Owns: which pods back a Service port (selector, readiness, targetPort by number or by
-name per pod), which Service owns a ClusterIP, and how a pod's resolver turns a name into
-addresses (search path, ndots:5, ``<svc>.<ns>.svc.cluster.local``, headless Services,
-``a-b-c-d.<ns>.pod.cluster.local``).
+Owns which addresses back a Service port: the pods its selector matches (readiness,
+targetPort by number or by name per pod) and every endpoint of the EndpointSlices labelled
+with its name (``kubernetes.io/service-name``), which endpoints are *used* (ready, or all of
+them with ``publishNotReadyAddresses``), each endpoint's node (for ``internalTrafficPolicy`` and
+``externalTrafficPolicy: Local``), and which Service owns a ClusterIP.
+
+Cluster DNS (records, lookups, a pod's resolver, ``/etc/resolv.conf`` and ``/etc/hosts``) lives
+in ``labkit.semantics.cluster_dns``, which imports this module (never the other way).
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from labkit.model.addressing import CLUSTER_DOMAIN
+from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
-from labkit.model.objects import Pod, Service, ServicePort
+from labkit.model.objects import EndpointSlice, Pod, Service, ServicePort
 from labkit.results import _Reader
 
 NDOTS = 5
@@ -21,20 +24,28 @@ NDOTS = 5
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One address:port behind a Service port. ``pod`` is "" when the address is no pod's (a slice
+    endpoint to the internet host or a node); ``node`` is the node index (1-based) or None."""
+
     pod: str
     ip: str
     port: int
     protocol: str
     ready: bool
+    node: int | None = None
+    hostname: str | None = None  # its per-endpoint DNS name (pod hostname + subdomain, or the slice's)
+    slice: str | None = None  # "ns/name" of the hand-written EndpointSlice it came from
 
     def to_dict(self) -> dict:
-        return {"pod": self.pod, "ip": self.ip, "port": self.port, "protocol": self.protocol, "ready": self.ready}
+        return {"pod": self.pod, "ip": self.ip, "port": self.port, "protocol": self.protocol, "ready": self.ready,
+                "node": self.node, "hostname": self.hostname, "slice": self.slice}
 
     @classmethod
     def from_dict(cls, data: Any) -> "Endpoint":
         r = _Reader(data, cls.__name__)
         return cls(r.get("pod", str), r.get("ip", str), r.get("port", int), r.get("protocol", str),
-                   r.get("ready", bool))
+                   r.get("ready", bool), r.optional("node", int), r.optional("hostname", str),
+                   r.optional("slice", str))
 
 
 def target_port(pod: Pod, sport: ServicePort) -> int | None:
@@ -48,24 +59,155 @@ def target_port(pod: Pod, sport: ServicePort) -> int | None:
     return None
 
 
-def endpoints(cluster: Cluster, service: Service, sport: ServicePort) -> list[Endpoint]:
-    """Every pod selected by ``service`` for ``sport`` (ready or not), sorted by pod ref."""
-    if service.selector is None:
-        return []
+def slices(cluster: Cluster) -> dict[str, EndpointSlice]:
+    """The cluster's hand-written EndpointSlices ("ns/name" -> slice)."""
+    return getattr(cluster, "slices", None) or {}
+
+
+def slices_of(cluster: Cluster, service: Service) -> list[EndpointSlice]:
+    """The hand-written slices labelled with ``service``'s name, in its namespace, sorted by name."""
+    return [s for ref, s in sorted(slices(cluster).items()) if s.service == service.ref]
+
+
+def selects(service: Service, pod: Pod) -> bool:
+    """Does ``service``'s selector pick ``pod`` (same namespace, every label)? False without a selector."""
+    return (service.selector is not None and pod.namespace == service.namespace
+            and all(pod.labels.get(k) == v for k, v in service.selector.items()))
+
+
+def endpoint_hostname(service: Service, pod: Pod) -> str | None:
+    """The endpoint hostname the EndpointSlice controller writes: the pod's ``hostname`` when its
+    ``subdomain`` is this Service's name (that is what makes ``<hostname>.<svc>.<ns>.svc`` exist)."""
+    spec = pod.spec
+    return spec.hostname if spec.hostname and spec.subdomain == service.name else None
+
+
+def node_index(cluster: Cluster, name: str | None) -> int | None:
+    return cluster.node_names.index(name) + 1 if name in cluster.node_names else None
+
+
+def node_of_address(cluster: Cluster, ip: str) -> int | None:
+    """The node an address lives on: a pod's node, or the node whose fabric address it is."""
+    owner = cluster.pod_by_ip().get(ip)
+    if owner is not None:
+        return cluster.pod_nodes.get(owner)
+    return next((i for i in range(1, cluster.node_count + 1) if addr.node_ip(i) == ip), None)
+
+
+def _selected(cluster: Cluster, service: Service, sport: ServicePort | None) -> list[Endpoint]:
     out = []
     for ref, pod in sorted(cluster.pods.items()):
-        if pod.namespace != service.namespace or ref not in cluster.pod_ips:
+        if ref not in cluster.pod_ips or not selects(service, pod):
             continue
-        if any(pod.labels.get(k) != v for k, v in service.selector.items()):
-            continue
-        port = target_port(pod, sport)
+        port = 0 if sport is None else target_port(pod, sport)
         if port is not None:
-            out.append(Endpoint(ref, cluster.pod_ips[ref], port, sport.protocol, cluster.is_ready(ref)))
+            out.append(Endpoint(ref, cluster.pod_ips[ref], port, "TCP" if sport is None else sport.protocol,
+                                cluster.is_ready(ref), cluster.pod_nodes.get(ref),
+                                endpoint_hostname(service, pod)))
     return out
 
 
-def ready_endpoints(cluster: Cluster, service: Service, sport: ServicePort) -> list[Endpoint]:
-    return [e for e in endpoints(cluster, service, sport) if e.ready]
+def _from_slices(cluster: Cluster, service: Service, sport: ServicePort | None) -> list[Endpoint]:
+    by_ip = cluster.pod_by_ip()
+    out = []
+    for sl in slices_of(cluster, service):
+        if sport is None:
+            port, protocol = 0, "TCP"
+        else:
+            match = next((p for p in sl.ports if (p.name or None) == (sport.name or None)
+                          and p.protocol == sport.protocol), None)
+            if match is None:
+                continue
+            port, protocol = match.port, match.protocol
+        for e in sl.endpoints:
+            node = node_index(cluster, e.node_name)
+            out.append(Endpoint(by_ip.get(e.address, ""), e.address, port, protocol, e.ready,
+                                node if node is not None else node_of_address(cluster, e.address),
+                                e.hostname, sl.ref))
+    return out
+
+
+def endpoints(cluster: Cluster, service: Service, sport: ServicePort) -> list[Endpoint]:
+    """Every endpoint of ``service`` for ``sport``, ready or not: the selected pods (sorted by pod
+    ref), then the hand-written slices' endpoints (by slice name, in their order); each address:port
+    once. An ExternalName Service has none."""
+    if service.external:
+        return []
+    out, seen = [], set()
+    for e in _selected(cluster, service, sport) + _from_slices(cluster, service, sport):
+        if (e.ip, e.port) not in seen:
+            seen.add((e.ip, e.port))
+            out.append(e)
+    return out
+
+
+def is_used(service: Service, endpoint: Endpoint) -> bool:
+    """kube-proxy and cluster DNS use an endpoint when it is ready, or always with publishNotReadyAddresses."""
+    return endpoint.ready or service.publish_not_ready
+
+
+def used_endpoints(cluster: Cluster, service: Service, sport: ServicePort) -> list[Endpoint]:
+    """The endpoints traffic to ``sport`` may go to: ready ones, or all with publishNotReadyAddresses."""
+    return [e for e in endpoints(cluster, service, sport) if is_used(service, e)]
+
+
+ready_endpoints = used_endpoints  # the name older callers use
+
+
+def local_endpoints(cluster: Cluster, service: Service, sport: ServicePort, node: int) -> list[Endpoint]:
+    """The used endpoints on node ``node`` (what a Local traffic policy leaves)."""
+    return [e for e in used_endpoints(cluster, service, sport) if e.node == node]
+
+
+def portless_endpoints(cluster: Cluster, service: Service) -> list[Endpoint]:
+    """The used addresses of a Service without ports (a headless Service still publishes them), port 0."""
+    out, seen = [], set()
+    for e in _selected(cluster, service, None) + _from_slices(cluster, service, None):
+        if e.ip not in seen and is_used(service, e):
+            seen.add(e.ip)
+            out.append(e)
+    return out
+
+
+@dataclass(frozen=True)
+class SliceView:
+    """One EndpointSlice as ``kubectl get endpointslices`` lists it: a hand-written one, or the one the
+    EndpointSlice controller makes for a selector Service (``managed``), named ``<svc>-<5 chars>``."""
+
+    namespace: str
+    name: str
+    service: str | None
+    ports: tuple[tuple[str | None, int, str], ...]  # (name, port, protocol)
+    endpoints: tuple[tuple[str, bool, str | None], ...]  # (address, ready, node name)
+    managed: bool
+    address_type: str = "IPv4"
+
+
+def slice_views(cluster: Cluster, namespace: str | None = None) -> list[SliceView]:
+    """Every EndpointSlice of ``namespace`` (all when None): the controller's (selected pods grouped by
+    their resolved ports, ready as the controller says: ready, or always with publishNotReadyAddresses),
+    then the hand-written ones, sorted by namespace and name."""
+    out = []
+    for ref, service in sorted(cluster.services.items()):
+        if service.selector is None or service.external or namespace not in (None, service.namespace):
+            continue
+        groups: dict[tuple, list[str]] = {}
+        for pref, pod in sorted(cluster.pods.items()):
+            if pref in cluster.pod_ips and selects(service, pod):
+                ports = tuple((p.name, target_port(pod, p), p.protocol) for p in service.ports
+                              if target_port(pod, p) is not None)
+                groups.setdefault(ports, []).append(pref)
+        for i, (ports, pods) in enumerate(sorted(groups.items(), key=lambda g: g[1][0]) or [((), [])]):
+            eps = tuple((cluster.pod_ips[r], service.publish_not_ready or cluster.is_ready(r),
+                         addr.node_name(cluster.pod_nodes[r])) for r in pods)
+            suffix = addr.safe_suffix(ref if i == 0 else f"{ref}/{i}", 5)
+            out.append(SliceView(service.namespace, f"{service.name}-{suffix}", ref, ports, eps, True))
+    for ref, sl in sorted(slices(cluster).items()):
+        if namespace in (None, sl.namespace):
+            eps = tuple((e.address, e.ready, e.node_name) for e in sl.endpoints)
+            out.append(SliceView(sl.namespace, sl.name, sl.service, tuple((p.name, p.port, p.protocol)
+                                                                          for p in sl.ports), eps, False))
+    return sorted(out, key=lambda v: (v.namespace, v.name))
 
 
 def service_by_ip(cluster: Cluster, ip: str) -> Service | None:
@@ -80,64 +222,20 @@ def service_port(service: Service, port: int, protocol: str) -> ServicePort | No
 
 
 def search_path(namespace: str) -> list[str]:
-    return [f"{namespace}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN]
+    """The search list a ClusterFirst pod gets."""
+    return [f"{namespace}.svc.{addr.CLUSTER_DOMAIN}", f"svc.{addr.CLUSTER_DOMAIN}", addr.CLUSTER_DOMAIN]
 
 
 def candidates(namespace: str, name: str) -> list[str]:
-    """The fully-qualified names a pod's resolver tries, in order (ndots:5)."""
+    """The fully-qualified names a ClusterFirst pod's resolver tries, in order (ndots:5)."""
+    return expand(name, search_path(namespace), NDOTS)
+
+
+def expand(name: str, searches, ndots: int) -> list[str]:
+    """glibc's order: an absolute name alone; else with at least ``ndots`` dots the name first,
+    then the search list; with fewer, the search list first."""
     name = name.lower()
     if name.endswith("."):
         return [name.rstrip(".")]
-    searched = [f"{name}.{suffix}" for suffix in search_path(namespace)]
-    return [name] + searched if name.count(".") >= NDOTS else searched + [name]
-
-
-def lookup(cluster: Cluster, fqdn: str) -> list[str] | None:
-    """A records for ``fqdn`` as cluster DNS answers them; None means NXDOMAIN."""
-    parts = fqdn.lower().rstrip(".").split(".")
-    suffix = CLUSTER_DOMAIN.split(".")
-    if len(parts) != 3 + len(suffix) or parts[3:] != suffix:
-        return None
-    first, namespace, zone = parts[0], parts[1], parts[2]
-    if zone == "pod":  # like CoreDNS with "pods verified": only a pod of that namespace with that IP
-        ip = first.replace("-", ".")
-        owner = cluster.pod_by_ip().get(ip)
-        return [ip] if owner is not None and owner.split("/")[0] == namespace else None
-    if zone != "svc":
-        return None
-    service = cluster.services.get(f"{namespace}/{first}")
-    if service is None:
-        return None
-    if not service.headless:
-        return [cluster.service_ips[service.ref]]
-    eps = ([e for p in service.ports for e in ready_endpoints(cluster, service, p)] if service.ports
-           else _headless_pods(cluster, service))
-    return sorted({e.ip for e in eps}, key=ipaddress.IPv4Address) or None
-
-
-def _headless_pods(cluster: Cluster, service: Service) -> list[Endpoint]:
-    """A headless Service without ports still publishes its ready pods' addresses."""
-    if service.selector is None:
-        return []
-    return [Endpoint(ref, cluster.pod_ips[ref], 0, "TCP", True) for ref, pod in cluster.pods.items()
-            if pod.namespace == service.namespace and cluster.is_ready(ref)
-            and all(pod.labels.get(k) == v for k, v in service.selector.items())]
-
-
-@dataclass(frozen=True)
-class Resolution:
-    name: str
-    fqdn: str | None  # the name that answered, None for NXDOMAIN
-    ips: tuple[str, ...]
-    tried: tuple[str, ...]
-
-
-def resolve(cluster: Cluster, namespace: str, name: str) -> Resolution:
-    """Resolve ``name`` as a pod in ``namespace`` would (its search path, ndots:5)."""
-    tried = []
-    for fqdn in candidates(namespace, name):
-        tried.append(fqdn)
-        ips = lookup(cluster, fqdn)
-        if ips:
-            return Resolution(name, fqdn, tuple(ips), tuple(tried))
-    return Resolution(name, None, (), tuple(tried))
+    searched = [f"{name}.{suffix}" for suffix in searches]
+    return [name] + searched if name.count(".") >= ndots else searched + [name]

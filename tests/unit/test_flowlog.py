@@ -85,7 +85,8 @@ def logged(flows) -> FlowLog:
 
 def test_the_fixture_lab_has_the_recorded_addresses():
     assert FakeLab().cluster.pod_ips == DATA["pod_ips"]
-    assert {k: v for k, v in FakeLab().cluster.service_ips.items()} == DATA["service_ips"]
+    # the recording predates default/kubernetes (10.96.0.1), which no recorded line involves
+    assert {k: v for k, v in FakeLab().cluster.service_ips.items() if k != "default/kubernetes"} == DATA["service_ips"]
 
 
 def test_recorded_trace_gives_one_row_per_connection_with_its_verdict_and_deciding_rule():

@@ -5,7 +5,7 @@ import pytest
 
 from labkit.model.cluster import Cluster
 from labkit.model.manifests import parse
-from labkit.semantics import services as svc
+from labkit.semantics import cluster_dns, services as svc
 from labkit.semantics.oracle import explain
 from labkit.semantics.reach import matrix_rows
 
@@ -130,24 +130,24 @@ def test_service_with_some_endpoints_denied_names_the_split():
                                   "web.x.svc.cluster.local.", "WEB.X"])
 def test_service_names_resolve_through_the_search_path(name):
     c = cluster()
-    res = svc.resolve(c, "x", name)
+    res = cluster_dns.resolve(c, "x", name)
     assert res.ips == (c.service_ips["x/web"],)
     assert res.fqdn == "web.x.svc.cluster.local"
 
 
 def test_short_name_only_resolves_in_the_pods_own_namespace():
     c = cluster()
-    assert svc.resolve(c, "y", "web").ips == ()
-    assert svc.resolve(c, "y", "web.x").ips == (c.service_ips["x/web"],)
+    assert cluster_dns.resolve(c, "y", "web").ips == ()
+    assert cluster_dns.resolve(c, "y", "web.x").ips == (c.service_ips["x/web"],)
 
 
 def test_kube_dns_name():
-    assert svc.resolve(cluster(), "x", "kube-dns.kube-system").ips == ("10.96.0.10",)
+    assert cluster_dns.resolve(cluster(), "x", "kube-dns.kube-system").ips == ("10.96.0.10",)
 
 
 def test_nxdomain_lists_the_names_tried():
     c = cluster()
-    res = svc.resolve(c, "x", "nope")
+    res = cluster_dns.resolve(c, "x", "nope")
     assert res.ips == () and res.fqdn is None
     assert res.tried == ("nope.x.svc.cluster.local", "nope.svc.cluster.local", "nope.cluster.local", "nope")
     ex = explain(c, "x/client", "nope", 80)
@@ -156,16 +156,16 @@ def test_nxdomain_lists_the_names_tried():
 
 
 def test_trailing_dot_is_not_searched():
-    res = svc.resolve(cluster(), "x", "web.")
+    res = cluster_dns.resolve(cluster(), "x", "web.")
     assert res.tried == ("web",) and res.ips == ()
 
 
 def test_headless_service_resolves_to_ready_pod_ips():
     c = cluster()
-    assert svc.resolve(c, "y", "hl.x").ips == (c.pod_ips["x/w1"], c.pod_ips["x/w2"])
+    assert cluster_dns.resolve(c, "y", "hl.x").ips == (c.pod_ips["x/w1"], c.pod_ips["x/w2"])
     c2 = cluster(not_ready={"x/w1"})
-    assert svc.resolve(c2, "y", "hl.x").ips == (c2.pod_ips["x/w2"],)
-    assert svc.resolve(cluster(not_ready={"x/w1", "x/w2"}), "y", "hl.x").ips == ()
+    assert cluster_dns.resolve(c2, "y", "hl.x").ips == (c2.pod_ips["x/w2"],)
+    assert cluster_dns.resolve(cluster(not_ready={"x/w1", "x/w2"}), "y", "hl.x").ips == ()
 
 
 def test_headless_service_connects_straight_to_the_pods():
@@ -176,7 +176,7 @@ def test_headless_service_connects_straight_to_the_pods():
 def test_pod_dns_name():
     c = cluster()
     ip = c.pod_ips["x/w1"]
-    res = svc.resolve(c, "y", ip.replace(".", "-") + ".x.pod.cluster.local")
+    res = cluster_dns.resolve(c, "y", ip.replace(".", "-") + ".x.pod.cluster.local")
     assert res.ips == (ip,)
     assert explain(c, "y/client", ip.replace(".", "-") + ".x.pod.cluster.local", 8080).may_answer == ["x/w1"]
 
@@ -308,3 +308,132 @@ def test_a_pod_reaches_itself_through_its_own_node_port_even_when_isolated():
     lock = netpol("x/lock", {"podSelector": {"matchLabels": {"app": "solo"}}, "policyTypes": ["Ingress", "Egress"]})
     ex = explain(cluster(solo, node_port, lock), "x/solo", "198.18.0.1", 30081)
     assert ex.allowed and ex.may_answer == ["x/solo"], str(ex)
+
+
+# ------------------------------------------------------------------ issue 15: traffic policies, slices, aliases
+def slice_doc(ref, service_name, endpoints, ports):
+    n, name = ref.split("/")
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": name, "namespace": n, "labels": {"kubernetes.io/service-name": service_name}},
+            "endpoints": endpoints, "ports": ports}
+
+
+def on(node, doc):
+    doc["spec"]["nodeName"] = node
+    return doc
+
+
+TWO_NODES = [ns("t"),
+             on("node-1", pod("t/web1", {"app": "w"}, [{"containerPort": 8080}])),
+             on("node-1", pod("t/c1", {"role": "client"}, [])),
+             on("node-2", pod("t/c2", {"role": "client"}, []))]
+
+
+def two_nodes(*extra, not_ready=()):
+    c = Cluster.new(2).applied(parse(TWO_NODES + list(extra)))[0]
+    return c.with_readiness(not_ready) if not_ready else c
+
+
+ITP = service("t/local", {"app": "w"}, [{"port": 80, "targetPort": 8080}], internalTrafficPolicy="Local")
+ETP = service("t/np", {"app": "w"}, [{"port": 80, "targetPort": 8080, "nodePort": 30080}], type="NodePort",
+              externalTrafficPolicy="Local")
+
+
+def test_internal_traffic_policy_local_drops_without_an_endpoint_on_the_clients_node():
+    c = two_nodes(ITP)
+    ok = explain(c, "t/c1", "local", 80)
+    assert ok.allowed and ok.may_answer == ["t/web1"]
+    assert "internalTrafficPolicy: Local" in str(ok)
+    ex = explain(c, "t/c2", "local", 80)
+    assert not ex.allowed and ex.outcomes[0].error == "timed out"  # dropped, not refused
+    assert "none of its ready endpoints" in str(ex) and "node-2" in str(ex) and "drops" in str(ex)
+
+
+def test_internal_traffic_policy_does_not_touch_node_ports():
+    c = two_nodes(service("t/both", {"app": "w"}, [{"port": 80, "targetPort": 8080, "nodePort": 30081}],
+                          type="NodePort", internalTrafficPolicy="Local"))
+    assert explain(c, "t/c2", "198.18.0.2", 30081).allowed
+    assert explain(c, "internet", "node-2", 30081).allowed
+
+
+def test_external_traffic_policy_local_keeps_the_client_ip_and_drops_on_other_nodes():
+    c = two_nodes(ETP)
+    ex = explain(c, "internet", "node-1", 30080)
+    assert ex.allowed and ex.outcomes[0].client_ip == "203.0.113.10"
+    assert "does not masquerade" in str(ex)
+    other = explain(c, "internet", "node-2", 30080)
+    assert not other.allowed and other.outcomes[0].error == "timed out"
+    assert "externalTrafficPolicy: Local and no ready endpoint on node-2" in str(other)
+    cluster_wide = explain(two_nodes(service("t/np2", {"app": "w"}, [{"port": 80, "targetPort": 8080,
+                                                                       "nodePort": 30082}], type="NodePort")),
+                           "internet", "node-2", 30082)
+    assert cluster_wide.allowed and cluster_wide.outcomes[0].client_ip == "198.18.0.2"  # masqueraded
+
+
+def test_external_traffic_policy_local_leaves_pod_traffic_alone():
+    c = two_nodes(ETP)
+    ex = explain(c, "t/c2", "198.18.0.2", 30080)  # from a pod to the node without an endpoint: still goes
+    assert ex.allowed and ex.outcomes[0].client_ip == "198.18.0.2"
+    assert "applies only to traffic from outside" in str(ex)
+    assert explain(c, "t/c2", "np", 80).allowed  # ClusterIP traffic is not affected
+
+
+def test_publish_not_ready_addresses_sends_to_unready_pods():
+    pn = service("t/pn", {"app": "w"}, [{"port": 80, "targetPort": 8080}], publishNotReadyAddresses=True)
+    c = two_nodes(pn, ITP, not_ready={"t/web1"})
+    assert explain(c, "t/c1", "pn", 80).may_answer == ["t/web1"]
+    assert not explain(c, "t/c1", "local", 80).allowed
+
+
+def test_service_without_selector_reaches_slice_addresses():
+    manual = service("t/manual", None, [{"port": 80, "name": "http"}])
+    c = two_nodes(manual, slice_doc("t/manual-1", "manual", [{"addresses": ["203.0.113.10"]}],
+                                    [{"port": 443, "name": "http"}]))
+    ex = explain(c, "t/c2", "manual", 80)
+    assert ex.allowed and ex.may_answer == ["internet"]
+    assert "203.0.113.10:443" in str(ex)
+    to_pod = two_nodes(manual, slice_doc("t/manual-1", "manual", [{"addresses": [
+        c.pod_ips["t/web1"]]}], [{"port": 8080, "name": "http"}]))
+    assert explain(to_pod, "t/c2", "manual", 80).may_answer == ["t/web1"]
+
+
+def test_external_name_is_an_alias_whose_ports_do_nothing():
+    alias = service("t/alias", None, [{"port": 9999}], type="ExternalName", externalName="web.x.svc.cluster.local")
+    c = cluster(ns("t"), pod("t/c", {}, []), alias)
+    ex = explain(c, "t/c", "alias", 80)
+    assert ex.allowed and sorted(ex.may_answer) == ["x/w1", "x/w2"]
+    assert "type ExternalName" in str(ex) and "do nothing" in str(ex)
+    assert not explain(c, "t/c", "alias", 9999).allowed
+    out = cluster(ns("t"), pod("t/c", {}, []),
+                  service("t/out", None, [], type="ExternalName", externalName="example.com"))
+    nx = explain(out, "t/c", "out", 80)
+    assert not nx.allowed and nx.outcomes[0].error == "NXDOMAIN out"
+    assert "no upstream DNS" in str(nx)
+
+
+def test_the_kubernetes_service_resolves_and_refuses():
+    c = cluster()
+    ex = explain(c, "x/client", "kubernetes.default", 443)
+    assert not ex.allowed and ex.outcomes[0].error == "connection refused"
+    assert "10.96.0.1" in str(ex)
+    assert "labkit runs no API server: kubernetes.default has a ClusterIP and a DNS name but no endpoints" in str(ex)
+
+
+@pytest.mark.parametrize("spec, why", [
+    ({"dnsPolicy": "Default"}, "lists no nameserver"),
+    ({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["198.18.0.53"]}}, "never answers")])
+def test_a_pod_without_cluster_dns_cannot_resolve_cluster_names(spec, why):
+    lost = pod("x/lost", {}, [])
+    lost["spec"].update(spec)
+    c = cluster(lost)
+    ex = explain(c, "x/lost", "web", 80)
+    assert not ex.allowed and ex.outcomes[0].error == "DNS lookup timed out"
+    assert why in str(ex)
+    assert explain(c, "x/lost", c.service_ips["x/web"], 80).allowed  # addresses still work
+
+
+def test_dns_config_search_lets_short_names_of_other_namespaces_resolve():
+    tuned = pod("y/tuned", {}, [])
+    tuned["spec"]["dnsConfig"] = {"searches": ["x.svc.cluster.local"]}
+    ex = explain(cluster(tuned), "y/tuned", "web", 80)
+    assert ex.allowed and "web.x.svc.cluster.local" in str(ex)

@@ -376,8 +376,8 @@ def test_curl_agrees_with_probes(lab):
 
 # ------------------------------------------------------------------ everything else
 @pytest.mark.parametrize("argv", [["ps"], ["mkdir", "/tmp/ready"], ["ip", "-6", "addr"], ["ip", "neigh", "flush", "all"],
-                                  ["cat", "/etc/hosts"], ["curl", "https://web/"], ["curl", "-v", "http://web/"],
-                                  ["nslookup", "web", "8.8.8.8"], ["hostname", "-f"], []])
+                                  ["getent", "passwd"], ["curl", "https://web/"], ["curl", "-v", "http://web/"],
+                                  ["nslookup", "web", "8.8.8.8"], ["hostname", "-A"], []])
 def test_anything_else_exits_127_and_names_the_docker_backend(lab, argv):
     result = lab.exec("x/a", argv)
     assert result.exit_code == 127 and not result.ok
@@ -390,3 +390,132 @@ def test_run_directly_on_a_cluster(lab):
     result = sim_exec.run(lab.cluster, "x/a", ["hostname"], None, random.Random(1))
     assert result.output == f"{HEADER}\na\n"
     assert sim_exec.run(lab.cluster, "x/a", ["hostname"]).exit_code == 0
+
+
+# ------------------------------------------------------------------ names: hosts file, resolvers, SRV, CNAME
+NAMES = WORLD + """
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: s0, namespace: x, labels: {set: s}}
+spec:
+  hostname: web-0
+  subdomain: set
+  containers: [{name: app, ports: [{containerPort: 8080, name: http}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: set, namespace: x}
+spec:
+  clusterIP: None
+  selector: {set: s}
+  ports: [{port: 80, targetPort: http, name: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias, namespace: x}
+spec: {type: ExternalName, externalName: web.x.svc.cluster.local}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: out, namespace: x}
+spec: {type: ExternalName, externalName: example.com}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: dflt, namespace: x}
+spec: {dnsPolicy: Default, containers: [{name: app}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: far, namespace: x}
+spec:
+  dnsPolicy: None
+  dnsConfig: {nameservers: [198.18.0.53], searches: [x.svc.cluster.local]}
+  containers: [{name: app}]
+"""
+
+
+@pytest.fixture(scope="module")
+def names_lab():
+    with labkit.Lab("simnames", backend="sim") as lab:
+        lab.apply(NAMES)
+        yield lab
+
+
+def test_hostname_and_hosts_file_follow_hostname_and_subdomain(names_lab):
+    ip = names_lab.pod_ip("x/s0")
+    assert body(names_lab.exec("x/s0", ["hostname"])) == "web-0\n"
+    assert body(names_lab.exec("x/s0", ["hostname", "-i"])) == f"{ip}\n"
+    assert body(names_lab.exec("x/s0", ["hostname", "-f"])) == "web-0.set.x.svc.cluster.local\n"
+    hosts = body(names_lab.exec("x/s0", ["cat", "/etc/hosts"]))
+    assert hosts.startswith("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n")
+    assert hosts.endswith(f"{ip}\tweb-0.set.x.svc.cluster.local\tweb-0\n")
+    assert body(names_lab.exec("x/a", ["cat", "/etc/hosts"])).endswith(f"{names_lab.pod_ip('x/a')}\ta\n")
+
+
+def test_getent_hosts_reads_the_hosts_file_then_dns(names_lab):
+    ip = names_lab.pod_ip("x/s0")
+    line = f"{ip:<15} web-0.set.x.svc.cluster.local web-0\n"
+    assert body(names_lab.exec("x/s0", ["getent", "hosts", "web-0"])) == line
+    assert body(names_lab.exec("x/s0", ["getent", "hosts", "localhost"])) == (
+        "::1             localhost ip6-localhost ip6-loopback\n")
+    vip = names_lab.service_ip("x/web")
+    assert body(names_lab.exec("x/a", ["getent", "hosts", "web"])) == f"{vip:<15} web.x.svc.cluster.local\n"
+    assert body(names_lab.exec("x/a", ["getent", "hosts", "alias"])) == (
+        f"{vip:<15} web.x.svc.cluster.local alias.x.svc.cluster.local\n")
+    missing = names_lab.exec("x/a", ["getent", "hosts", "nope"])
+    assert missing.exit_code == 2 and body(missing) == ""
+    # from another pod, web-0 is a DNS name only through the headless Service
+    assert names_lab.exec("x/a", ["getent", "hosts", "web-0"]).exit_code == 2
+    assert body(names_lab.exec("x/a", ["getent", "hosts", "web-0.set"])) == f"{ip:<15} web-0.set.x.svc.cluster.local\n"
+
+
+def test_resolv_conf_follows_dns_policy(names_lab):
+    assert body(names_lab.exec("x/dflt", ["cat", "/etc/resolv.conf"])) == ""
+    assert body(names_lab.exec("x/far", ["cat", "/etc/resolv.conf"])) == (
+        "search x.svc.cluster.local\nnameserver 198.18.0.53\n")
+
+
+def test_a_pod_without_cluster_dns_cannot_resolve(names_lab):
+    far = names_lab.exec("x/far", ["nslookup", "-timeout=1", "-retry=0", "web"])
+    assert far.exit_code == 1
+    assert body(far) == ";; communications error to 198.18.0.53#53: timed out\n;; no servers could be reached\n\n"
+    dflt = names_lab.exec("x/dflt", ["dig", "+short", "web.x.svc.cluster.local"])
+    assert dflt.exit_code == 9 and "127.0.0.1#53: connection refused" in body(dflt)
+    assert names_lab.exec("x/dflt", ["getent", "hosts", "web.x.svc.cluster.local"]).exit_code == 2
+    curl = names_lab.exec("x/dflt", ["curl", "-sS", "http://web.x/"])
+    assert curl.exit_code == 6 and "Could not resolve host: web.x" in body(curl)
+    # its own name still resolves, from /etc/hosts
+    assert names_lab.exec("x/dflt", ["getent", "hosts", "dflt"]).exit_code == 0
+
+
+def test_headless_srv_names_each_endpoint_with_its_port(names_lab):
+    srv = body(names_lab.exec("x/a", ["dig", "+short", "SRV", "_http._tcp.set.x.svc.cluster.local"]))
+    assert srv == "0 100 8080 web-0.set.x.svc.cluster.local.\n"
+    ns = body(names_lab.exec("x/a", ["nslookup", "-type=SRV", "_http._tcp.set"]))
+    assert ns == NSLOOKUP_HEAD + ("_http._tcp.set.x.svc.cluster.local\tservice = 0 100 8080 "
+                                  "web-0.set.x.svc.cluster.local.\n\n")
+    ip = names_lab.pod_ip("x/s0")
+    assert body(names_lab.exec("x/a", ["dig", "+short", "web-0.set.x.svc.cluster.local"])) == f"{ip}\n"
+
+
+def test_external_name_prints_the_cname_first(names_lab):
+    vip = names_lab.service_ip("x/web")
+    assert body(names_lab.exec("x/a", ["dig", "+short", "alias.x.svc.cluster.local"])) == (
+        f"web.x.svc.cluster.local.\n{vip}\n")
+    assert body(names_lab.exec("x/a", ["dig", "+short", "out.x.svc.cluster.local"])) == "example.com.\n"
+    ns = names_lab.exec("x/a", ["nslookup", "alias"])
+    assert ns.exit_code == 0 and body(ns) == NSLOOKUP_HEAD + (
+        "alias.x.svc.cluster.local\tcanonical name = web.x.svc.cluster.local.\n"
+        f"Name:\tweb.x.svc.cluster.local\nAddress: {vip}\n\n")
+    assert names_lab.exec("x/a", ["nslookup", "out"]).exit_code == 1
+    assert body(names_lab.exec("x/a", ["curl", "-s", "http://alias/"])) == "x/b\n"
+
+
+def test_kubernetes_default_resolves_and_refuses(names_lab):
+    assert body(names_lab.exec("x/a", ["dig", "+short", "+search", "kubernetes.default"])) == "10.96.0.1\n"
+    refused = names_lab.exec("x/a", ["curl", "-sS", "http://kubernetes.default:443/"])
+    assert refused.exit_code == 7
+    ptr = names_lab.exec("x/a", ["nslookup", "10.96.0.1"])
+    assert body(ptr) == "1.0.96.10.in-addr.arpa\tname = kubernetes.default.svc.cluster.local.\n\n"
