@@ -23,7 +23,7 @@ from labkit.errors import ModelError
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.results import ProbeResult
-from labkit.semantics import services
+from labkit.semantics import cluster_dns, services
 
 _PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 _BLOCK = re.compile(r"^\s*(chain|map) (\S+) \{\s*$")
@@ -45,6 +45,15 @@ KP_DNAT = ("kube-proxy (nftables mode) has one chain per endpoint, 'endpoint-<ha
 KP_MASQ = ("kube-proxy marks such packets in chain 'mark-for-masquerade' ('mark set mark or 0x4000') and its chain "
            "'masquerading', on the postrouting hook, masquerades marked packets ('masquerade fully-random'); in "
            "iptables mode KUBE-MARK-MASQ sets the mark and KUBE-POSTROUTING does '-j MASQUERADE --random-fully'")
+KP_NODEPORT_LOCAL = ("with externalTrafficPolicy Local kube-proxy's chain 'external-<hash>-…' sends pod traffic "
+                     "('ip saddr <cluster CIDR>') to the Service chain, masqueraded, and the rest to chain 'local-…', "
+                     "unmasqueraded; in iptables mode KUBE-EXT-<hash> does the same with KUBE-SVC-<hash> and "
+                     "KUBE-SVL-<hash>")
+KP_LOCAL = ("kube-proxy (nftables mode) sends Local traffic to chain 'local-<hash>-<ns>/<name>/<proto>/<port>', which "
+            "chooses among the endpoints on its own node only; in iptables mode KUBE-SVL-<hash>")
+KP_NOLOCAL = ("kube-proxy (nftables mode) drops it in chain 'filter-prerouting' / 'filter-output' through map "
+              "'no-endpoint-services' ('... comment \"<ns>/<name>:<port> has no local endpoints\" : drop'); in "
+              "iptables mode a KUBE-SVL-<hash> or KUBE-EXT-<hash> chain without endpoints has a '-j DROP' rule")
 KP_EMPTY = ("kube-proxy (nftables mode) keeps such Services in map 'no-endpoint-services' and rejects new connections "
             "in chain 'endpoints-check'; in iptables mode KUBE-SERVICES' filter rules '-j REJECT' them")
 
@@ -143,8 +152,8 @@ def destination(cluster: Cluster, src: str, dst: str) -> str:
     if "/" in dst and dst in cluster.services:
         ip = cluster.service_ips.get(dst)
     else:
-        namespace = cluster.pod(src).namespace if src in cluster.pods else "default"
-        ips = services.resolve(cluster, namespace, dst).ips
+        ips = (cluster_dns.resolve_for(cluster, src, dst) if src in cluster.pods
+               else cluster_dns.resolve(cluster, "default", dst)).ips
         ip = ips[0] if ips else None
     if ip is None:
         raise ModelError(f"{dst!r} is not a Service with a ClusterIP: give its DNS name, 'namespace/name', its "
@@ -175,10 +184,15 @@ def trace(cluster: Cluster, rules: str, src: str, ip: str, port: int, protocol: 
         if entry is None:
             return _unserved(src, ip, port, protocol, node, service_ref, result, blocks,
                              f"{proto} . {port}", lookup)
+        ext_lines = blocks.get(entry, [])
         steps.append(TraceStep(f"dispatch: NodePort {port}/{protocol} on {node}'s address {ip}",
                                tuple(_show("dnat-in", [lookup]) + [f"nodeport-dispatch: {proto} . {port} : goto {entry}"]
-                                     + _show(entry, blocks.get(entry, []))), KP_NODEPORT))
-        svc_chain = _first(blocks.get(entry, []), "goto ").split("goto ", 1)[-1]
+                                     + _show(entry, ext_lines)),
+                               KP_NODEPORT_LOCAL if _is_local(ext_lines) else KP_NODEPORT))
+        svc_chain = _nodeport_target(ext_lines, src in cluster.pods)
+        if svc_chain is None:  # externalTrafficPolicy Local and no endpoint on this node
+            return _unserved(src, ip, port, protocol, node, service_ref, result, blocks,
+                             f"{ip} . {proto} . {port}", lookup)
     else:
         key = f"{ip} . {proto} . {port}"
         lookup = _first(blocks.get("dnat-in", []), "@svc-dispatch")
@@ -190,15 +204,19 @@ def trace(cluster: Cluster, rules: str, src: str, ip: str, port: int, protocol: 
                                KP_DISPATCH))
     svc_lines = blocks.get(svc_chain, [])
     targets = re.findall(r"goto (ep_[^\s,}]+)", " ".join(svc_lines))
-    steps.append(TraceStep(f"endpoint choice: one of {len(targets)} ready endpoint(s), at random",
-                           tuple(_show(svc_chain, svc_lines)), KP_CHOICE))
+    local = svc_chain.startswith("local_")
+    where = f" on {node} (traffic policy Local)" if local else ""
+    steps.append(TraceStep(f"endpoint choice: one of {len(targets)} endpoint(s){where}, at random",
+                           tuple(_show(svc_chain, svc_lines)), KP_LOCAL if local else KP_CHOICE))
     chosen = next((t for t in targets if result.answered_by
                    and f"endpoint {result.answered_by} " in " ".join(blocks.get(t, []))), None)
     if chosen is not None:
         steps.append(TraceStep(f"DNAT: this connection got {result.answered_by}",
                                tuple(_show(chosen, blocks.get(chosen, []))), KP_DNAT))
     hairpin = result.answered_by == src
-    if nodeport or hairpin:
+    if nodeport and local:  # externalTrafficPolicy Local from outside the pods: the client's address is kept
+        pass
+    elif nodeport or hairpin:
         why = "NodePort traffic" if nodeport else f"hairpin: {src} reached itself through its own Service"
         seen = f"; the server saw {result.client_ip}" if result.client_ip else ""
         steps.append(TraceStep(f"masquerade ({why}): the source becomes {node}'s address{seen}",
@@ -206,6 +224,22 @@ def trace(cluster: Cluster, rules: str, src: str, ip: str, port: int, protocol: 
                                      + _show("snat-out", [_first(blocks.get("snat-out", []), "mark")])),
                                KP_MASQ))
     return ServiceTrace(src, ip, port, protocol, node, service_ref, result, tuple(steps))
+
+
+def _is_local(ext_lines: list[str]) -> bool:
+    return any(line.startswith(f"ip saddr {addr.POD_CIDR} goto ") for line in ext_lines)
+
+
+def _nodeport_target(ext_lines: list[str], from_pod: bool) -> str | None:
+    """The chain a NodePort's ``ext_`` chain sends this client to: with externalTrafficPolicy Local,
+    pods go cluster-wide (``ip saddr <pod CIDR> goto``) and others to this node's endpoints (None: none)."""
+    pod_rule = f"ip saddr {addr.POD_CIDR} goto "
+    for line in ext_lines:
+        if line.startswith(pod_rule) and from_pod:
+            return line.split("goto ", 1)[1]
+        if line.startswith("goto "):
+            return line.split("goto ", 1)[1]
+    return None
 
 
 def _nodeport_service(cluster: Cluster, port: int, protocol: str) -> str:
@@ -221,6 +255,9 @@ def _unserved(src: str, ip: str, port: int, protocol: str, node: str, service: s
     target = _element(blocks.get("svc-empty", []), key)
     lines = [f"svc-empty: {key} : goto {target}"] + _show(target, blocks.get(target, [])) if target else []
     guard = _first(blocks.get("svc-guard-in", []), "@svc-empty")
-    step = TraceStep("no ready endpoint: the connection is refused at once",
-                     tuple(_show("dnat-in", [lookup]) + _show("svc-guard-in", [guard]) + lines), KP_EMPTY)
+    if target and target.startswith("nolocal_"):
+        title, note = f"no endpoint on {node} (traffic policy Local): the connection is dropped", KP_NOLOCAL
+    else:
+        title, note = "no ready endpoint: the connection is refused at once", KP_EMPTY
+    step = TraceStep(title, tuple(_show("dnat-in", [lookup]) + _show("svc-guard-in", [guard]) + lines), note)
     return ServiceTrace(src, ip, port, protocol, node, service, result, (step,))

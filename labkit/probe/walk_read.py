@@ -201,9 +201,13 @@ class Reader:
             facts.service = facts.service or _service_ref(what)
             kind = "NodePort" if "nodeport" in e.text else "ClusterIP"
             return Hop(node, "service", f"Service dispatch ({kind}): {what}", rule, v)
-        if e.chain.startswith("svc_") and target.startswith("ep_"):
+        if e.chain.startswith(("svc_", "local_")) and target.startswith("ep_"):
             ep = self.comments.get(node, {}).get(target, target).removeprefix("endpoint ")
-            choice = "chosen at random (numgen)" if "numgen" in e.text else "the only ready endpoint"
+            if e.chain.startswith("local_"):
+                choice = (f"chosen at random (numgen) among the endpoints on {node}" if "numgen" in e.text
+                          else f"the only endpoint on {node}") + " (traffic policy Local)"
+            else:
+                choice = "chosen at random (numgen)" if "numgen" in e.text else "the only ready endpoint"
             return Hop(node, "endpoint", f"endpoint: {ep}, {choice}", rule, v)
         if "dnat to" in e.text:
             return None  # the DNAT hop comes from the packet's new destination
@@ -211,13 +215,23 @@ class Reader:
             return None  # the chain want-masq's own rule: the jump to it was shown
         if "want-masq" in target:
             facts.masquerade = True
-            why = "NodePort" if e.chain.startswith("ext_") else "hairpin: the pod reaches itself through its Service"
+            why = ("NodePort" if e.chain.startswith("ext_") and "ip saddr" not in e.text else
+                   "a pod reaching a NodePort: it goes cluster-wide" if e.chain.startswith("ext_") else
+                   "hairpin: the pod reaches itself through its Service")
             return Hop(node, "masquerade", f"marked for masquerade ({why}): the answer must come back through "
                                            "this node", rule, v)
         if "masquerade" in e.text:
             facts.masquerade = True
             return Hop(node, "masquerade", "masquerade: the source address becomes this node's own address on the "
                                            "way out", rule, v)
+        if target.startswith("nolocal_"):
+            what = self.comments.get(node, {}).get(target, target)
+            facts.service = facts.service or _service_ref(what)
+            return Hop(node, "service", f"{what}: to chain {target}", rule, v)
+        if e.chain.startswith("nolocal_") and v == "drop":
+            facts.outcome, facts.deciding_rule = "dropped", rule
+            return Hop(node, "drop", f"DROPPED: {_comment(e.text) or e.text} (a Local traffic policy uses only this "
+                                     "node's endpoints; the client waits for a timeout)", rule, v)
         if "goto refuse" in v:
             why = ("no Service has this address and port" if "10.96.0.0/16" in e.text else
                    "the Service has no ready endpoint for this port (map svc-empty)")

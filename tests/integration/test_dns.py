@@ -16,7 +16,7 @@ import time
 import pytest
 
 import labkit
-from labkit.semantics import services
+from labkit.semantics import cluster_dns, services
 from tests.conftest import share_lab
 
 pytestmark = pytest.mark.docker
@@ -144,7 +144,7 @@ def test_headless_service_answers_with_the_ready_pod_ips(lab):
     assert lab.service_ip("x/hl") is None
     assert not lab.cluster.is_ready("x/w3")
     observed = sorted(short(lab, fqdn("hl", "x")), key=ipaddress.IPv4Address)
-    oracle = services.lookup(lab.cluster, fqdn("hl", "x"))
+    oracle = cluster_dns.lookup(lab.cluster, fqdn("hl", "x"))
     assert observed == oracle == sorted([lab.pod_ip("x/w1"), lab.pod_ip("x/w2")], key=ipaddress.IPv4Address)
     assert getent(lab, "hl") == set(oracle)
     answered = {lab.probe("x/client", "hl", 8080).answered_by for _ in range(6)}
@@ -165,9 +165,11 @@ def test_pod_records(lab):
 def test_srv_records_for_named_ports(lab):
     target = "web.x.svc.cluster.local."
     assert dig(lab, "+short", "SRV", "_http._tcp.web.x.svc.cluster.local").split("\n")[0].split() == \
-        ["0", "0", "80", target]
-    assert short(lab, "SRV", "_sync._udp.web.x.svc.cluster.local") == ["0", "0", "5000", target]
-    assert short(lab, "SRV", "_http._tcp.hl.x.svc.cluster.local")[2:] == ["8080", "hl.x.svc.cluster.local."]
+        ["0", "100", "80", target]
+    assert short(lab, "SRV", "_sync._udp.web.x.svc.cluster.local") == ["0", "100", "5000", target]
+    # headless: one record per ready endpoint, its port and its own name (w3 is not ready)
+    observed = sorted(short(lab, "SRV", "_http._tcp.hl.x.svc.cluster.local")[3::4])
+    assert observed == sorted(f"{dashed(lab.pod_ip(p))}.hl.x.svc.cluster.local." for p in ("x/w1", "x/w2"))
     assert short(lab, "SRV", "_http._udp.web.x.svc.cluster.local") == []  # wrong protocol: no record
     assert short(lab, "SRV", "+tcp", "_http._tcp.web.x.svc.cluster.local")[2] == "80"
 
@@ -265,7 +267,7 @@ def test_resolution_in_pods_equals_the_oracle(lab, src):
     names = NAMES + [f"{dashed(lab.pod_ip(r))}.{r.split('/')[0]}.pod.cluster.local" for r in ("x/w1", "other/o1")]
     found = resolve_all(lab, names, src)
     for name in names:
-        oracle = set(services.resolve(lab.cluster, namespace, name).ips)
+        oracle = set(cluster_dns.resolve(lab.cluster, namespace, name).ips)
         assert found[("getent", name)] == oracle, f"glibc: {name!r} from {src}"
         assert found[("dig", name)] == oracle, f"dig +search {name!r} from {src}"
 
@@ -273,7 +275,7 @@ def test_resolution_in_pods_equals_the_oracle(lab, src):
 def test_pod_records_of_absent_pods_agree_with_the_oracle(lab):
     names = ["10-1-2-3.x.pod.cluster.local", f"{dashed(lab.pod_ip('x/w1'))}.other.pod.cluster.local"]
     for name in names:
-        assert getent(lab, name) == set(services.resolve(lab.cluster, "x", name).ips), name
+        assert getent(lab, name) == set(cluster_dns.resolve(lab.cluster, "x", name).ips), name
     assert lab.probe("x/client", names[1], 8080).matches_oracle
 
 

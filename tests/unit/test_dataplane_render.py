@@ -17,7 +17,7 @@ from labkit.dataplane import dns, names, nft_guard, nft_pol, nft_svc, ruleset
 from labkit.model import addressing as addr
 from labkit.model.cluster import Cluster
 from labkit.model.manifests import parse
-from labkit.semantics import services
+from labkit.semantics import cluster_dns
 
 
 # ------------------------------------------------------------------ a small two-node world
@@ -287,7 +287,7 @@ def test_client_ip_affinity_sets(world):
     w1, w2 = ip(world, "x/web-1"), ip(world, "x/web-2")
     for e in (w1, w2):
         assert block(text, "set", f"aff_x_sticky_http_{e}") == [
-            "type ipv4_addr", "flags dynamic,timeout", f"timeout {nft_svc.AFFINITY_TIMEOUT}"]
+            "type ipv4_addr", "flags dynamic,timeout", "timeout 10800s"]
         assert rules_of(text, f"ep_x_sticky_http_{e}") == [
             f"ip saddr {e} jump want-masq", f"update @aff_x_sticky_http_{e} {{ ip saddr }}",
             f"meta l4proto tcp dnat to {e}:{8080 if e == w1 else 9090}"]
@@ -427,7 +427,7 @@ def test_dns_records_follow_the_model(world):
     # every service record is what the oracle's lookup answers
     for ref, svc_obj in c.services.items():
         fqdn = f"{svc_obj.name}.{svc_obj.namespace}.svc.cluster.local"
-        assert recs.get(fqdn) == services.lookup(c, fqdn), fqdn
+        assert recs.get(fqdn) == cluster_dns.lookup(c, fqdn), fqdn
     # NXDOMAIN for everything else, and no upstream server
     assert "address=/#/" in text.splitlines() and "no-resolv" in text.splitlines()
     assert not re.search(r"^server=", text, re.M)
@@ -436,9 +436,10 @@ def test_dns_records_follow_the_model(world):
 def test_dns_srv_records_for_named_ports_only(world):
     text = dns.render(world)
     srv = sorted(line for line in text.splitlines() if line.startswith("srv-host="))
-    assert "srv-host=_http._tcp.web.x.svc.cluster.local,web.x.svc.cluster.local,80" in srv
-    assert "srv-host=_dns._udp.web.x.svc.cluster.local,web.x.svc.cluster.local,53" in srv
-    assert "srv-host=_s._sctp.sctp.x.svc.cluster.local,sctp.x.svc.cluster.local,9000" in srv
+    # a ClusterIP Service: one record, to the Service's name and port (priority 0, weight 100)
+    assert "srv-host=_http._tcp.web.x.svc.cluster.local,web.x.svc.cluster.local,80,0,100" in srv
+    assert "srv-host=_dns._udp.web.x.svc.cluster.local,web.x.svc.cluster.local,53,0,100" in srv
+    assert "srv-host=_s._sctp.sctp.x.svc.cluster.local,sctp.x.svc.cluster.local,9000,0,100" in srv
     assert not any(".unnamed." in s or ".many." in s for s in srv)  # unnamed ports: no SRV
     assert not any("hl-empty" in s for s in srv)
 
@@ -447,5 +448,8 @@ def test_dns_text_is_sorted_and_stable(world):
     text = dns.render(world)
     names = [line.split("=")[1].split(",")[0] for line in text.splitlines()
              if line.startswith("host-record=") and ".svc." in line]
-    assert names == sorted(names, key=lambda n: (n.split(".")[1], n.split(".")[0]))
+    # as DNS reads names, right to left: namespace, then Service, then a headless Service's endpoints
+    assert names == sorted(names, key=lambda n: tuple(reversed(n.split("."))))
+    after_hl = len(names) - names[::-1].index("hl.x.svc.cluster.local")  # just after hl's own A records
+    assert names[after_hl] == f"{ip(world, 'x/web-1').replace('.', '-')}.hl.x.svc.cluster.local"
     assert dns.render(world) == text

@@ -4,7 +4,9 @@ joining it, and the CNI ADD/DEL that labkit performs inside the pod's node.
 Owns how one pod of the model becomes containers (names, labels, hostname, DNS settings,
 commands, the default ``serve`` app) and how its network is plugged in with the real CNI
 ``bridge`` plugin and ``static`` IPAM (the address comes from the model, so the oracle and
-the kernel agree on every IP).
+the kernel agree on every IP). A pod's ``/etc/hosts`` and ``/etc/resolv.conf`` are written
+once, as the kubelet writes them (``labkit.semantics.cluster_dns``), into the pause container
+before its app containers start: those join its network and get the very same files.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from labkit.runtime.base import PodLimits
 from labkit.runtime.docker import engine
 from labkit.runtime.docker import labels as lk
 from labkit.runtime.docker.nodes import NodeContainer
-from labkit.semantics.services import search_path
+from labkit.semantics import cluster_dns
 
 # a pod's logs stay small on the engine's disk, whatever its app writes
 LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}}
@@ -123,11 +125,12 @@ def create(client, lab: str, owner: str, cni: CniState, cluster: Cluster, ref: s
     pause = engine.run(
         client, lk.pause_container(owner, lab, ref), lab_image,
         lk.labels(lab, owner, "pause", pod=ref, node=node.name, **stamp), **pause_limits,
-        network_mode="none", hostname=pod.name[:63], command=["sleep", "infinity"], sysctls=POD_SYSCTLS,
-        dns=[addr.DNS_SERVICE_IP], dns_search=search_path(pod.namespace), dns_opt=["ndots:5"])
+        network_mode="none", hostname=cluster_dns.pod_hostname(pod), command=["sleep", "infinity"],
+        sysctls=POD_SYSCTLS)
     handle = PodHandle(ref, pod.spec, node, pause, 0)
     try:
         handle.pid = engine.pid(pause)
+        write_name_files(client, pause, cluster, ref)
         handle.cni = cni_args(lab, cluster, ref, handle.netns)
         if node.id in cni.bridged:  # cni0 exists: the bridge plugin's ADDs may run side by side
             engine.agent(client, node.id, "cni", {"command": "ADD", **handle.cni}, what=node.what)
@@ -152,6 +155,21 @@ def create(client, lab: str, owner: str, cni: CniState, cluster: Cluster, ref: s
         remove(client, handle)
         raise
     return handle
+
+
+WRITE_FILES = 'printf %s "$1" > /etc/hosts && printf %s "$2" > /etc/resolv.conf'
+
+
+def write_name_files(client, pause, cluster: Cluster, ref: str) -> None:
+    """The pod's ``/etc/hosts`` and ``/etc/resolv.conf`` as the kubelet writes them (its dnsPolicy
+    and dnsConfig; Docker's own options cannot say "no nameserver"). Written in place, inside the
+    pause container: the files are the engine's bind mounts, which app containers share."""
+    hosts, resolv = cluster_dns.etc_hosts(cluster, ref), cluster_dns.resolv_conf(cluster, ref)
+    code, out, err = engine.exec_raw(client, pause.id, ["sh", "-c", WRITE_FILES, "sh", hosts, resolv], timeout=30,
+                                     what=f"the pause container of pod {ref}")
+    if code != 0:
+        raise BackendError("writing /etc/hosts and /etc/resolv.conf failed: "
+                           f"{(out + err).decode(errors='replace')[-300:]}")
 
 
 def remove(client, handle: PodHandle) -> None:
