@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, Mapping
 
 from labkit.connection import Connection
-from labkit.lab_values import Changes, Endpoints, Lookup, Samples
+from labkit.lab_values import Changes, Endpoints, EndpointSlices, Lookup, Samples
 from labkit.lab_watch import ReadinessWatch
 from labkit.lab_observe import Observing
 from labkit.dataplane import rules_view
@@ -236,6 +236,13 @@ class Lab(ReadinessWatch, Observing):
         svc_obj = self.cluster.services[ref]
         return Endpoints(ref, [e for p in svc_obj.ports for e in services.endpoints(self.cluster, svc_obj, p)])
 
+    def endpointslices(self, namespace: str | None = None) -> EndpointSlices:
+        """Like ``kubectl get endpointslices [-n NAMESPACE]``: the slices the EndpointSlice controller keeps
+        for Services with a selector (named ``<service>-<suffix>``), and the hand-written ones."""
+        if namespace is not None and namespace not in self.cluster.namespaces:
+            raise NotFound(f"namespace {namespace!r} not found; the lab has {', '.join(sorted(self.cluster.namespaces))}")
+        return EndpointSlices(services.slice_views(self.cluster, namespace), namespace)
+
     def wait_for_endpoints(self, service: str, ready: int, timeout: float = 20.0) -> "Endpoints":
         """The Service's endpoints once exactly ``ready`` of them are ready (readiness is probed about
         once a period), or as they are after ``timeout`` seconds — look at them either way."""
@@ -352,7 +359,10 @@ class Lab(ReadinessWatch, Observing):
         return Samples(replace(r, dst=dst, may_answer=tuple(expected.may_answer)) for r in results)
 
     def get(self, kind: str, namespace: str | None = None) -> Any:
-        """Like ``kubectl get pods|services|networkpolicies [-n NAMESPACE] --show-labels``: a table value."""
+        """Like ``kubectl get pods|services|networkpolicies|endpointslices [-n NAMESPACE] --show-labels``: a
+        table value."""
+        if isinstance(kind, str) and kind.lower() in ("endpointslice", "endpointslices"):
+            return self.endpointslices(namespace)
         from labkit import tables  # noqa: PLC0415 - a view, loaded when asked for
         return tables.get(self.cluster, kind, namespace)
 

@@ -28,10 +28,23 @@ def test_get_pods_shows_readiness_ips_ports_and_labels(store):
 
 
 def test_get_services_shows_the_selector_and_the_target_port(store):
-    rows = {r[0]: r for r in store.get("svc", "store").rows}
-    assert rows["store/catalog"][3] == "app=catalgo"
-    assert rows["store/orders"][4] == "80->80/TCP" and rows["store/catalog"][4] == "80->http/TCP"
+    table = store.get("svc", "store")
+    assert table.header == ("SERVICE", "TYPE", "CLUSTER-IP", "EXTERNAL-NAME", "SELECTOR", "PORT->TARGET")
+    rows = {r[0]: r for r in table.rows}
+    assert rows["store/catalog"][4] == "app=catalgo" and rows["store/catalog"][3] == "<none>"
+    assert rows["store/orders"][5] == "80->80/TCP" and rows["store/catalog"][5] == "80->http/TCP"
     assert rows["store/catalog"][2] == store.service_ip("store/catalog")
+
+
+def test_get_services_shows_the_kubernetes_service_and_external_names(store):
+    store.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "alias", "namespace": "store"},
+                 "spec": {"type": "ExternalName", "externalName": "catalog.store.svc.cluster.local"}})
+    try:
+        rows = {r[0]: r for r in store.get("services").rows}  # every namespace but kube-system, like kubectl -A
+        assert rows["default/kubernetes"][1:4] == ("ClusterIP", "10.96.0.1", "<none>")
+        assert rows["store/alias"][1:4] == ("ExternalName", "None", "catalog.store.svc.cluster.local")
+    finally:
+        store.delete("service", "alias", "store")
 
 
 def test_get_policies_and_bad_input(store):
