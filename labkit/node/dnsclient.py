@@ -274,7 +274,9 @@ def resolve(name, resolv_conf="/etc/resolv.conf", timeout=2.0, port=53, hosts=No
         except OSError as exc:
             raise DNSError("cannot read %s: %s" % (resolv_conf, os.strerror(exc.errno or 0)))
     if not conf.nameservers:
-        raise DNSError("no nameserver in %s" % (resolv_conf,))
+        # (the path is the pod's file seen from its node, /proc/<pid>/root/etc/resolv.conf: name the pod's own)
+        raise DNSError("no nameserver in /etc/resolv.conf (glibc would ask 127.0.0.1 inside the pod, where "
+                       "nothing listens)")
     deadline, queries, other = time.monotonic() + timeout, [], None
     for candidate in candidates(name, conf.search, conf.ndots):
         current = candidate

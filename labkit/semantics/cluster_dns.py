@@ -33,7 +33,9 @@ class Records:
     a: dict[str, tuple[str, ...]]
     srv: dict[str, tuple[tuple[int, int, int, str], ...]]  # _p._proto.fqdn -> (priority, weight, port, target)
     cname: dict[str, str]
-    ptr: dict[str, str]  # IP -> name (ClusterIPs and headless Services' endpoints, as CoreDNS)
+    # IP -> name: ClusterIPs and headless Services' endpoints, as CoreDNS; and every other pod's
+    # a-b-c-d.<ns>.pod name, which CoreDNS does not serve but dnsmasq's host-record implies
+    ptr: dict[str, str]
 
 
 def service_fqdn(service: Service) -> str:
@@ -88,6 +90,9 @@ def records(cluster: Cluster) -> Records:
                     (0, weight, e.port, f"{endpoint_name(e)}.{fqdn}") for e in eps))
     for ref, ip in sorted(cluster.pod_ips.items()):
         a.setdefault(pod_record(ref.split("/")[0], ip), set()).add(ip)
+        # CoreDNS has no PTR for a pod outside headless Services; dnsmasq's host-record always makes one,
+        # so labkit answers it on both backends (a known, harmless difference: see records' docstring)
+        ptr.setdefault(ip, pod_record(ref.split("/")[0], ip))
     return Records({k: tuple(sorted(v, key=_ip_key)) for k, v in a.items()}, srv, cname, ptr)
 
 

@@ -249,3 +249,17 @@ def test_hosts_file_without_subdomain_names_the_pod():
 def test_long_pod_names_are_cut_to_63_characters(name, expected):
     c = cluster(pod(f"x/{name}"))
     assert dns.pod_hostname(c.pods[f"x/{name}"]) == expected
+
+
+def test_every_pod_address_has_one_reverse_name_endpoint_names_first():
+    c = Cluster.new()
+    c, _ = c.applied(parse([
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lone"}, "spec": {"containers": [{"name": "a"}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "member", "labels": {"app": "m"}},
+         "spec": {"containers": [{"name": "a"}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hl"},
+         "spec": {"clusterIP": "None", "selector": {"app": "m"}}}]))
+    ptr = dns.records(c).ptr
+    lone, member = c.pod_ips["default/lone"], c.pod_ips["default/member"]
+    assert ptr[lone] == f"{lone.replace('.', '-')}.default.pod.cluster.local"
+    assert ptr[member] == f"{member.replace('.', '-')}.hl.default.svc.cluster.local"
