@@ -27,6 +27,12 @@ NODE_PORT_FIRST, NODE_PORT_LAST = 30000, 32767
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 
+def in_lab(ip: str) -> bool:
+    """Is ``ip`` one of the lab's own addresses (pods, Services, nodes, the internet host's network)?"""
+    a = ipaddress.ip_address(ip)
+    return any(a in net for net in (POD_CIDR, SERVICE_CIDR, NODE_FABRIC, INTERNET_CIDR))
+
+
 def node_name(index: int) -> str:
     """Nodes are ``node-1``, ``node-2``, ... (index starts at 1)."""
     return f"node-{index}"

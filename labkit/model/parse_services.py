@@ -67,6 +67,9 @@ def _affinity(spec: f.FieldMap) -> tuple[str, int]:
     if config is None:
         return affinity, DEFAULT_AFFINITY_SECONDS
     config.allow(("clientIP",))
+    if affinity != "ClientIP":
+        raise ModelError("must not be set when sessionAffinity is None: set sessionAffinity: ClientIP, or remove it",
+                         path=spec.at("sessionAffinityConfig"))
     client = config.node("clientIP")
     if client is None:
         return affinity, DEFAULT_AFFINITY_SECONDS
@@ -129,9 +132,13 @@ def _external_name(spec: f.FieldMap, svc_type: str, cluster_ip: str | None, sele
     if spec.get("sessionAffinity", "None") != "None":
         raise ModelError("an ExternalName Service has no proxy to keep affinity: remove it",
                          path=spec.at("sessionAffinity"))
-    if spec.get("internalTrafficPolicy") is not None:
-        raise ModelError("an ExternalName Service has no proxy to apply it: remove it",
-                         path=spec.at("internalTrafficPolicy"))
+    for key in ("internalTrafficPolicy", "publishNotReadyAddresses"):
+        if spec.get(key) is not None:
+            raise ModelError("an ExternalName Service is only a DNS alias (no proxy, no endpoints): remove it",
+                             path=spec.at(key))
+    if spec.get("ports"):
+        raise ModelError("an ExternalName Service is only a DNS alias: nothing listens on its ports, and clients "
+                         "connect to the target's own ports; remove ports", path=spec.at("ports"))
     return name.lower().removesuffix(".")
 
 
@@ -162,6 +169,12 @@ def parse_service(doc: dict, namespace: str, name: str, labels: dict) -> Service
     if not ports and cluster_ip != "None" and svc_type != "ExternalName":
         raise ModelError("must have at least one port (only a headless or ExternalName Service may have none)",
                          path=spec.at("ports"))
+    if cluster_ip == "None":
+        for key, value in (("internalTrafficPolicy", "Local"), ("sessionAffinity", "ClientIP")):
+            if spec.get(key) == value:
+                raise ModelError(f"a headless Service has no ClusterIP, so kube-proxy never handles its traffic and "
+                                 f"{key}: {value} would do nothing: remove it (clients connect to the pods directly)",
+                                 path=spec.at(key))
     pnra = spec.get("publishNotReadyAddresses", False)
     if not isinstance(pnra, bool):
         raise ModelError("must be true or false", path=spec.at("publishNotReadyAddresses"))

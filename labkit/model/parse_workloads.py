@@ -6,9 +6,11 @@ image or ``image: labkit`` means the lab image).
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from labkit.errors import ModelError
+from labkit.model import addressing as addr
 from labkit.model import fields as f
 from labkit.model import unenforced
 from labkit.model.objects import Container, ContainerPort, Deployment, DNSConfig, PodSpec, ReadinessProbe
@@ -151,6 +153,9 @@ def _dns_config(config: f.FieldMap) -> DNSConfig:
     for (path, _), ip in zip(servers, nameservers):
         if ":" in ip:
             raise ModelError("the lab is IPv4 only", path=path)
+        if not addr.in_lab(ip) and not ipaddress.ip_address(ip).is_loopback:
+            raise ModelError(f"{ip} is outside the lab, and no lab packet may leave this machine: use cluster DNS "
+                             f"({addr.DNS_SERVICE_IP}), a pod's or Service's address, or 127.0.0.1", path=path)
     searches = []
     for path, value in config.list("searches"):
         if not isinstance(value, str):

@@ -33,9 +33,7 @@ class Records:
     a: dict[str, tuple[str, ...]]
     srv: dict[str, tuple[tuple[int, int, int, str], ...]]  # _p._proto.fqdn -> (priority, weight, port, target)
     cname: dict[str, str]
-    # IP -> name: ClusterIPs and headless Services' endpoints, as CoreDNS; and every other pod's
-    # a-b-c-d.<ns>.pod name, which CoreDNS does not serve but dnsmasq's host-record implies
-    ptr: dict[str, str]
+    ptr: dict[str, str]  # IP -> name: ClusterIPs, Services' endpoints (as CoreDNS), then pods' own names
 
 
 def service_fqdn(service: Service) -> str:
@@ -43,7 +41,7 @@ def service_fqdn(service: Service) -> str:
 
 
 def endpoint_name(endpoint: svc.Endpoint) -> str:
-    """The first label of a headless Service endpoint's own name: its hostname, else its IP dashed."""
+    """The first label of an endpoint's own name: its hostname, else its IP dashed."""
     return endpoint.hostname or endpoint.ip.replace(".", "-")
 
 
@@ -56,44 +54,64 @@ def _ip_key(ip: str) -> tuple[int, ...]:
 
 
 def records(cluster: Cluster) -> Records:
-    """Every record cluster DNS serves for ``cluster``."""
+    """Every record cluster DNS serves for ``cluster``, as CoreDNS's kubernetes plugin serves them."""
     a: dict[str, set[str]] = {}
     srv: dict[str, tuple] = {}
     cname: dict[str, str] = {}
     ptr: dict[str, str] = {}
+    for ref in sorted(cluster.services):  # ClusterIPs first: their PTRs win
+        service = cluster.services[ref]
+        ip = cluster.service_ips.get(ref)
+        if ip and not service.external:
+            a[service_fqdn(service)] = {ip}
+            ptr.setdefault(ip, service_fqdn(service))
     for ref in sorted(cluster.services):
         service = cluster.services[ref]
         fqdn = service_fqdn(service)
         if service.external:
             cname[fqdn] = (service.external_name or "").lower().rstrip(".")
             continue
-        if not service.headless:
-            ip = cluster.service_ips.get(ref)
-            if ip:
-                a[fqdn] = {ip}
-                ptr.setdefault(ip, fqdn)
-            for p in service.ports:
-                if p.name:
-                    srv[f"_{p.name}._{p.protocol.lower()}.{fqdn}"] = ((0, SRV_WEIGHT, p.port, fqdn),)
-            continue
-        per_port = ([(p, svc.used_endpoints(cluster, service, p)) for p in service.ports] if service.ports
-                    else [(None, svc.portless_endpoints(cluster, service))])
-        for sport, eps in per_port:
-            for e in eps:
-                name = f"{endpoint_name(e)}.{fqdn}"
+        # A records do not depend on ports (CoreDNS matches any port for them): every used endpoint has
+        # its own name, <hostname or dashed IP>.<svc>.<ns>.svc, for any Service; a headless Service's own
+        # name lists them all
+        for e in svc.portless_endpoints(cluster, service):
+            name = f"{endpoint_name(e)}.{fqdn}"
+            a.setdefault(name, set()).add(e.ip)
+            ptr.setdefault(e.ip, name)
+            if service.headless:
                 a.setdefault(fqdn, set()).add(e.ip)
-                a.setdefault(name, set()).add(e.ip)
-                ptr.setdefault(e.ip, name)
-            if sport is not None and sport.name and eps:
+        for p in service.ports:
+            if not p.name:
+                continue
+            key = f"_{p.name}._{p.protocol.lower()}.{fqdn}"
+            if not service.headless:
+                if fqdn in a:
+                    srv[key] = ((0, SRV_WEIGHT, p.port, fqdn),)
+                continue
+            eps = svc.used_endpoints(cluster, service, p)
+            if eps:  # one per endpoint, with the endpoint's own port and name
                 weight = max(1, SRV_WEIGHT // len(eps))
-                srv[f"_{sport.name}._{sport.protocol.lower()}.{fqdn}"] = tuple(sorted(
-                    (0, weight, e.port, f"{endpoint_name(e)}.{fqdn}") for e in eps))
+                srv[key] = tuple(sorted((0, weight, e.port, f"{endpoint_name(e)}.{fqdn}") for e in eps))
     for ref, ip in sorted(cluster.pod_ips.items()):
         a.setdefault(pod_record(ref.split("/")[0], ip), set()).add(ip)
-        # CoreDNS has no PTR for a pod outside headless Services; dnsmasq's host-record always makes one,
-        # so labkit answers it on both backends (a known, harmless difference: see records' docstring)
+        # CoreDNS has no PTR for a pod that backs no Service; dnsmasq's host-record implies one, so
+        # labkit answers it on both backends (a known, harmless difference)
         ptr.setdefault(ip, pod_record(ref.split("/")[0], ip))
-    return Records({k: tuple(sorted(v, key=_ip_key)) for k, v in a.items()}, srv, cname, ptr)
+    return Records({k: tuple(sorted(v, key=_ip_key)) for k, v in a.items()}, srv, _without_loops(cname), ptr)
+
+
+def _without_loops(cname: dict[str, str]) -> dict[str, str]:
+    """ExternalName aliases minus those in a loop (s -> s, or a -> b -> a). The API server accepts each
+    Service; CoreDNS answers such a name with nothing, and dnsmasq would refuse its whole configuration."""
+    looped: set[str] = set()
+    for start in cname:
+        seen, name = [], start
+        while name in cname and name not in seen:
+            seen.append(name)
+            name = cname[name]
+        if name in seen:
+            looped.update(seen[seen.index(name):])
+    return {k: v for k, v in cname.items() if k not in looped}
 
 
 @dataclass(frozen=True)
@@ -179,8 +197,17 @@ def resolv_conf(cluster: Cluster, pod: Pod | str) -> str:
 
 
 def answering(cluster: Cluster) -> tuple[str, ...]:
-    """The addresses where a DNS server answers: the kube-dns ClusterIP and the coredns pod."""
-    return (KUBE_DNS,) + tuple(ip for ref, ip in cluster.pod_ips.items() if ref == DNS_POD)
+    """The addresses where a DNS server answers: the coredns pod, and every ClusterIP whose 53/UDP port
+    sends to it (kube-dns, or a learner's own Service selecting ``k8s-app: kube-dns``)."""
+    dns_ip = cluster.pod_ips.get(DNS_POD)
+    fronts = []
+    for ref in sorted(cluster.services):
+        service, vip = cluster.services[ref], cluster.service_ips.get(ref)
+        port = next((p for p in service.ports if (p.port, p.protocol) == (53, "UDP")), None)
+        if vip and port is not None and any(e.ip == dns_ip and e.port == 53
+                                            for e in svc.used_endpoints(cluster, service, port)):
+            fronts.append(vip)
+    return tuple(dict.fromkeys([KUBE_DNS] + fronts + ([dns_ip] if dns_ip else [])))
 
 
 def nameserver_for(cluster: Cluster, cfg: ResolverConfig) -> tuple[str | None, str | None]:

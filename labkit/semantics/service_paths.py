@@ -80,7 +80,8 @@ def node_port(cluster: Cluster, service: Service, sport: ServicePort, ip: str, n
     if not outside:
         return Route(tuple(used), head, note=(
             "externalTrafficPolicy: Local applies only to traffic from outside the cluster: kube-proxy sends a "
-            "pod's NodePort traffic to every endpoint and masquerades it"))
+            "pod's NodePort traffic to every endpoint, as with Cluster. (kube-proxy would not masquerade it; "
+            "labkit does, as for Cluster, so that the answer always comes back through this node)"))
     local = tuple(e for e in used if e.node == node)
     if not local:
         return Route((), head, (
@@ -101,10 +102,7 @@ def external_alias(cluster: Cluster, cnames) -> list[str]:
         if service is None:
             continue
         out.append(f"{alias} is Service {service.ref} of type ExternalName: cluster DNS answers with a CNAME to "
-                   f"{target}; it has no ClusterIP and no kube-proxy rules")
-        if service.ports:
-            listed = ", ".join(f"{p.port}/{p.protocol}" for p in service.ports)
-            out.append(f"the ports of ExternalName Service {service.ref} ({listed}) do nothing: the client connects "
-                       f"to {target} on the port it asked for")
+                   f"{target}; it has no ClusterIP and no kube-proxy rules, so the client connects to what "
+                   f"{target} resolves to, on the port it asked for")
     return out
 

@@ -86,14 +86,6 @@ def node_index(cluster: Cluster, name: str | None) -> int | None:
     return cluster.node_names.index(name) + 1 if name in cluster.node_names else None
 
 
-def node_of_address(cluster: Cluster, ip: str) -> int | None:
-    """The node an address lives on: a pod's node, or the node whose fabric address it is."""
-    owner = cluster.pod_by_ip().get(ip)
-    if owner is not None:
-        return cluster.pod_nodes.get(owner)
-    return next((i for i in range(1, cluster.node_count + 1) if addr.node_ip(i) == ip), None)
-
-
 def _selected(cluster: Cluster, service: Service, sport: ServicePort | None) -> list[Endpoint]:
     out = []
     for ref, pod in sorted(cluster.pods.items()):
@@ -101,8 +93,9 @@ def _selected(cluster: Cluster, service: Service, sport: ServicePort | None) -> 
             continue
         port = 0 if sport is None else target_port(pod, sport)
         if port is not None:
+            # the EndpointSlice controller writes ready: true for every pod with publishNotReadyAddresses
             out.append(Endpoint(ref, cluster.pod_ips[ref], port, "TCP" if sport is None else sport.protocol,
-                                cluster.is_ready(ref), cluster.pod_nodes.get(ref),
+                                service.publish_not_ready or cluster.is_ready(ref), cluster.pod_nodes.get(ref),
                                 endpoint_hostname(service, pod)))
     return out
 
@@ -119,11 +112,9 @@ def _from_slices(cluster: Cluster, service: Service, sport: ServicePort | None) 
             if match is None:
                 continue
             port, protocol = match.port, match.protocol
-        for e in sl.endpoints:
-            node = node_index(cluster, e.node_name)
+        for e in sl.endpoints:  # kube-proxy counts an endpoint as local only by its nodeName
             out.append(Endpoint(by_ip.get(e.address, ""), e.address, port, protocol, e.ready,
-                                node if node is not None else node_of_address(cluster, e.address),
-                                e.hostname, sl.ref))
+                                node_index(cluster, e.node_name), e.hostname, sl.ref))
     return out
 
 
@@ -142,8 +133,10 @@ def endpoints(cluster: Cluster, service: Service, sport: ServicePort) -> list[En
 
 
 def is_used(service: Service, endpoint: Endpoint) -> bool:
-    """kube-proxy and cluster DNS use an endpoint when it is ready, or always with publishNotReadyAddresses."""
-    return endpoint.ready or service.publish_not_ready
+    """kube-proxy and cluster DNS use an endpoint when its slice says ready. publishNotReadyAddresses
+    acts through the EndpointSlice controller, which writes every selected pod as ready (``_selected``);
+    a hand-written slice's ``ready: false`` stays unused whatever the Service says."""
+    return endpoint.ready
 
 
 def used_endpoints(cluster: Cluster, service: Service, sport: ServicePort) -> list[Endpoint]:
@@ -160,7 +153,8 @@ def local_endpoints(cluster: Cluster, service: Service, sport: ServicePort, node
 
 
 def portless_endpoints(cluster: Cluster, service: Service) -> list[Endpoint]:
-    """The used addresses of a Service without ports (a headless Service still publishes them), port 0."""
+    """The used addresses of a Service whatever its ports (port 0): what its DNS A records list, since
+    CoreDNS answers them for any port, and a headless Service without ports still publishes them."""
     out, seen = [], set()
     for e in _selected(cluster, service, None) + _from_slices(cluster, service, None):
         if e.ip not in seen and is_used(service, e):

@@ -39,7 +39,8 @@ def pod(name, labels, node, ready_file=False, **spec):
 
 
 def service(name, selector, ports=None, **spec):
-    body = {"ports": ports or [{"name": "http", "port": 80, "targetPort": 8080}], **spec}
+    default = [] if spec.get("type") == "ExternalName" else [{"name": "http", "port": 80, "targetPort": 8080}]
+    body = {"ports": ports or default, **spec}
     if selector is not None:
         body["selector"] = selector
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS}, "spec": body}
@@ -317,6 +318,22 @@ def test_external_name_to_an_outside_name_answers_the_cname_alone(lab):
     assert "rc=2" in out, out
     result = lab.probe(f"{NS}/c1", "away", 80, timeout=3)
     assert not result.ok and result.matches_oracle, result
+
+
+def test_an_alias_loop_answers_nothing_and_every_other_name_still_resolves(lab):
+    """Each looped ExternalName is valid on its own; dnsmasq would refuse a configuration with the loop
+    (and every pod of the lab would lose DNS), so the looped names have no record at all."""
+    loop = [service("loop-a", None, None, type="ExternalName", externalName=fqdn("loop-b")),
+            service("loop-b", None, None, type="ExternalName", externalName=fqdn("loop-a"))]
+    lab.apply(loop)
+    try:
+        assert status(dig(lab, f"{NS}/c1", fqdn("loop-a"))) == "NXDOMAIN"
+        assert cluster_dns.lookup(lab.cluster, fqdn("loop-a")) is None
+        assert short(lab, f"{NS}/c1", fqdn("aff")) == [lab.service_ip(f"{NS}/aff")]  # dnsmasq still runs
+        assert short(lab, f"{NS}/c1", fqdn("alias"))[-1] == lab.service_ip(f"{NS}/aff")
+    finally:
+        lab.delete("service", "loop-a", NS)
+        lab.delete("service", "loop-b", NS)
 
 
 def test_kubernetes_default_has_a_cluster_ip_and_refuses(lab):

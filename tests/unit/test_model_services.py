@@ -64,8 +64,20 @@ def test_affinity_timeout_within_1_to_86400(seconds):
 
 
 def test_affinity_timeout_needs_client_ip_affinity():
-    err = error(service({"ports": PORT, "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 5}}}))
-    assert err.path == "spec.sessionAffinityConfig.clientIP.timeoutSeconds" and "ClientIP" in str(err)
+    for config in ({"clientIP": {"timeoutSeconds": 5}}, {"clientIP": {}}):
+        err = error(service({"ports": PORT, "sessionAffinityConfig": config}))
+        assert err.path == "spec.sessionAffinityConfig" and "ClientIP" in str(err)
+
+
+@pytest.mark.parametrize("spec,path", [
+    ({"clusterIP": "None", "internalTrafficPolicy": "Local"}, "spec.internalTrafficPolicy"),
+    ({"clusterIP": "None", "sessionAffinity": "ClientIP"}, "spec.sessionAffinity"),
+    ({"type": "ExternalName", "externalName": "a.b", "ports": PORT}, "spec.ports"),
+    ({"type": "ExternalName", "externalName": "a.b", "publishNotReadyAddresses": True}, "spec.publishNotReadyAddresses"),
+])
+def test_fields_that_would_do_nothing_are_refused(spec, path):
+    err = error(service({"ports": PORT, **spec} if "ports" not in spec and spec.get("type") != "ExternalName" else spec))
+    assert err.path == path and "remove" in str(err)
 
 
 @pytest.mark.parametrize("field,value", [("internalTrafficPolicy", "Nearby"), ("externalTrafficPolicy", "local"),
@@ -179,6 +191,7 @@ def test_cluster_first_with_host_net_is_cluster_first_without_host_network():
     ({"hostname": "Db_0"}, "spec.hostname"),
     ({"subdomain": "a.b"}, "spec.subdomain"),
     ({"enableServiceLinks": True}, "spec.enableServiceLinks"),
+    ({"dnsConfig": {"nameservers": ["8.8.8.8"]}}, "spec.dnsConfig.nameservers[0]"),
 ])
 def test_pod_dns_rules(spec, path):
     assert error(pod(**spec)).path == path
