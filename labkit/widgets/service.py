@@ -97,14 +97,16 @@ class ServiceEditor(ObjectEditor):
         self._seen = cluster
         rows = []
         for ref, service in sorted(cluster.services.items()):
-            ip = cluster.service_ips.get(ref) or "None (headless)"
+            ip = (f"(alias of {service.external_name})" if service.external
+                  else cluster.service_ips.get(ref) or "None (headless)")
             ports = ", ".join(f"{p.port}/{p.protocol}" + (f"->{p.target_port}" if p.target_port is not None else "")
                               + (f" nodePort {p.node_port}" if p.node_port else "") for p in service.ports)
             selector = ",".join(f"{k}={v}" for k, v in (service.selector or {}).items()) or "(none)"
             text = (f"<code>{escape(ref)}</code> {escape(service.type)} {escape(ip)} {escape(ports)}; "
                     f"selector {escape(selector)}{pre(repr(self.lab.endpoints(ref)))}")
             if ref in SYSTEM_SERVICES:
-                rows.append(W.HTML(text + "<small>(the lab's cluster DNS: cannot be deleted)</small>"))
+                why = "the lab's cluster DNS" if ref.startswith("kube-system/") else "the API server's Service"
+                rows.append(W.HTML(text + f"<small>({why}: cannot be deleted)</small>"))
             else:
                 rows.append(object_row(text, lambda ref=ref: self.delete(ref), self.errors, f"Service {ref}"))
         replace_children(self.service_list, rows)
