@@ -216,14 +216,6 @@ def test_reverse_lookups_of_pods_are_the_records_the_oracle_lists(lab):
     assert ptr[lab.pod_ip("x/client")] == f"{lab.pod_ip('x/client').replace('.', '-')}.x.pod.cluster.local"
 
 
-def test_a_pod_in_no_headless_service_has_no_reverse_record(lab):
-    # CoreDNS answers PTRs for ClusterIPs and endpoints only; a pod's a-b-c-d.<ns>.pod name is forward only
-    ip = lab.pod_ip("x/client")
-    assert ip not in cluster_dns.records(lab.cluster).ptr
-    assert short(lab, "-x", ip) == []
-    assert short(lab, f"{ip.replace('.', '-')}.x.pod.cluster.local") == [ip]
-
-
 def test_records_change_with_every_apply_before_it_returns(lab):
     lab.apply(service("x/fresh", {"app": "web"}, [{"name": "http", "port": 81, "targetPort": "http"}]))
     vip = lab.service_ip("x/fresh")
