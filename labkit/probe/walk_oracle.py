@@ -91,6 +91,11 @@ def expected(cluster: Cluster, src: str, ip: str, port: int, protocol: str, expl
                                               + ("chosen at random (numgen)" if n > 1 else "the only ready endpoint")))
             hops.append(Hop(here, "dnat", f"DNAT: the destination {ip}:{port} became {target} ({outcome.answered_by})"))
             facts.dnat = (f"{ip}:{port}", str(target))
+        elif facts.outcome == "dropped" and not outcome.decisions:  # a Local traffic policy: no endpoint here
+            hops.append(Hop(here, "drop", f"DROPPED: {outcome.reasons[-1] if outcome.reasons else outcome.error}",
+                            verdict="drop"))
+            facts.nodes = [here]
+            return hops, [], facts
     facts.endpoint = outcome.answered_by
     endpoint_node = cluster.pod_nodes.get(outcome.answered_by or "", first)
     decisions = {d.direction: d for d in outcome.decisions}

@@ -185,6 +185,22 @@ def test_sim_walks_are_the_oracle_s_and_say_so(lab):
     assert [h.kind for h in itself.request] == ["local"] and itself.verdict == "delivered to x/a"
 
 
+def test_a_sim_walk_ends_at_the_drop_of_a_local_traffic_policy():
+    lab = labkit.Lab("walk-local", backend="sim", nodes=2)
+    try:
+        lab.apply([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "labels": {"app": n}},
+                    "spec": {"nodeName": node, "containers": [{"name": "app", "ports": [{"containerPort": 80}]}]}}
+                   for n, node in (("echo", "node-1"), ("far", "node-2"))] + [
+                   {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
+                    "spec": {"selector": {"app": "echo"}, "internalTrafficPolicy": "Local", "ports": [{"port": 80}]}}])
+        walk = lab.trace("far", "echo", 80)
+        assert walk.verdict == "dropped" and walk.agrees
+        assert [h.kind for h in walk.request] == ["dns", "enter", "service", "drop"]
+        assert "no local endpoints" in walk.request[-1].text and walk.facts.nodes == ["node-2"]
+    finally:
+        lab.close()
+
+
 def test_bad_trace_input_names_the_field(lab):
     with pytest.raises(labkit.ModelError) as err:
         lab.trace("x/a", "nowhere.x", 80)
