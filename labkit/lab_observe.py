@@ -121,8 +121,7 @@ class Observing:
             if ref in self.cluster.services and self.cluster.service_ips.get(ref):
                 return self.cluster.service_ips[ref]
             return self.cluster.pod_ips[self.cluster.pod(ref).ref]
-        found = (cluster_dns.resolve_for(self.cluster, src, dst) if src in self.cluster.pods
-                 else cluster_dns.resolve(self.cluster, "default", dst))
+        found = cluster_dns.resolve_from(self.cluster, src, dst)
         ips = found.ips
         if not ips:
             why = f" ({found.why})" if found.why else ""

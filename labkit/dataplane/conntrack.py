@@ -7,7 +7,7 @@ balanced again to an endpoint that still exists. TCP flows are left to end on th
 from __future__ import annotations
 
 from labkit.model.cluster import Cluster
-from labkit.semantics.services import ready_endpoints, service_port
+from labkit.semantics.services import service_port, used_endpoints
 
 
 def stale_udp_flows(old: Cluster, new: Cluster) -> list[tuple[str, int, str]]:
@@ -20,12 +20,12 @@ def stale_udp_flows(old: Cluster, new: Cluster) -> list[tuple[str, int, str]]:
         for sport in service.ports:
             if sport.protocol != "UDP":
                 continue
-            before = {e.ip for e in ready_endpoints(old, service, sport)}
+            before = {e.ip for e in used_endpoints(old, service, sport)}
             after: set[str] = set()
             current = new.services.get(ref)
             if current is not None and new.service_ips.get(ref) == vip:
                 now = service_port(current, sport.port, "UDP")
-                after = {e.ip for e in ready_endpoints(new, current, now)} if now else set()
+                after = {e.ip for e in used_endpoints(new, current, now)} if now else set()
             flows += [(vip, sport.port, ip) for ip in sorted(before - after)]
     return flows
 

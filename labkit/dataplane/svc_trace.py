@@ -152,8 +152,7 @@ def destination(cluster: Cluster, src: str, dst: str) -> str:
     if "/" in dst and dst in cluster.services:
         ip = cluster.service_ips.get(dst)
     else:
-        ips = (cluster_dns.resolve_for(cluster, src, dst) if src in cluster.pods
-               else cluster_dns.resolve(cluster, "default", dst)).ips
+        ips = cluster_dns.resolve_from(cluster, src, dst).ips
         ip = ips[0] if ips else None
     if ip is None:
         raise ModelError(f"{dst!r} is not a Service with a ClusterIP: give its DNS name, 'namespace/name', its "

@@ -219,8 +219,7 @@ def _destination(cluster: Cluster, namer: _Namer, src: str, dst: str) -> str:
         return namer(dst)
     if "/" in dst:
         return dst
-    ips = (cluster_dns.resolve_for(cluster, src, dst) if src in cluster.pods
-           else cluster_dns.resolve(cluster, "default", dst)).ips
+    ips = cluster_dns.resolve_from(cluster, src, dst).ips
     return namer(ips[0]) if ips else dst
 
 

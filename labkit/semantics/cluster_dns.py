@@ -281,6 +281,12 @@ def resolve_for(cluster: Cluster, pod: Pod | str, name: str) -> Resolution:
     return _resolve(cluster, name, resolver(cluster, _pod(cluster, pod)))
 
 
+def resolve_from(cluster: Cluster, src: str, name: str) -> Resolution:
+    """As ``src`` would resolve ``name``: a pod with its own resolver; anything else (the lab's internet
+    host, which has no cluster DNS of its own) as a ClusterFirst pod of ``default``."""
+    return resolve_for(cluster, src, name) if src in cluster.pods else resolve(cluster, "default", name)
+
+
 # ------------------------------------------------------------------ the pod's own name
 def pod_hostname(pod: Pod) -> str:
     """The pod's hostname: ``spec.hostname``, else its name cut to 63 characters (as the kubelet, without

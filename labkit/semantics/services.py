@@ -144,8 +144,6 @@ def used_endpoints(cluster: Cluster, service: Service, sport: ServicePort) -> li
     return [e for e in endpoints(cluster, service, sport) if is_used(service, e)]
 
 
-ready_endpoints = used_endpoints  # the name older callers use
-
 
 def local_endpoints(cluster: Cluster, service: Service, sport: ServicePort, node: int) -> list[Endpoint]:
     """The used endpoints on node ``node`` (what a Local traffic policy leaves)."""

@@ -92,7 +92,6 @@ def test_publish_not_ready_addresses_uses_unready_endpoints():
     s = c.services["x/pn"]
     assert {e.pod for e in svc.used_endpoints(c, s, s.ports[0])} == {"x/w1", "x/w2"}
     assert svc.used_endpoints(c, c.services["x/web"], c.services["x/web"].ports[0]) == []
-    assert svc.ready_endpoints is svc.used_endpoints
 
 
 def test_local_endpoints_are_those_on_the_node():

@@ -59,13 +59,13 @@ def test_target_port_by_name_is_resolved_per_pod():
     ex = explain(c, "x/client", "web", 80)
     assert ex.allowed
     assert sorted(ex.may_answer) == ["x/w1", "x/w2"]  # x/other lacks the port name "http"
-    eps = svc.ready_endpoints(c, c.services["x/web"], c.services["x/web"].ports[0])
+    eps = svc.used_endpoints(c, c.services["x/web"], c.services["x/web"].ports[0])
     assert {(e.pod, e.port) for e in eps} == {("x/w1", 8080), ("x/w2", 9090)}
 
 
 def test_target_port_by_number_goes_to_every_selected_pod():
     c = cluster()
-    eps = svc.ready_endpoints(c, c.services["x/num"], c.services["x/num"].ports[0])
+    eps = svc.used_endpoints(c, c.services["x/num"], c.services["x/num"].ports[0])
     assert {(e.pod, e.port) for e in eps} == {("x/w1", 8080), ("x/w2", 8080), ("x/other", 8080)}
     ex = explain(c, "x/client", "num", 80)
     # w2 does not listen on 8080: an endpoint that refuses, so the result depends on the pick
